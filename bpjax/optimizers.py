@@ -174,12 +174,15 @@ def make_optimizer(
     *,
     schedule: str = "constant",
     total_steps: int | None = None,
+    l2: float = 0.0,
     **kwargs: Any,
 ) -> optax.GradientTransformation:
     """An ``optax.GradientTransformation`` from a name (or factory) and a learning rate.
 
     ``schedule`` (see ``SCHEDULES``) turns a numeric ``learning_rate`` into that schedule's
-    peak over ``total_steps``. ``kwargs`` go to the optax function (e.g. ``b1=0.8``). A ready
+    peak over ``total_steps``. ``l2`` (lambda) adds ``lambda * theta`` to the gradient first:
+    descent on ``C + (lambda/2)|theta|^2`` (``with_l2``). ``kwargs`` go to the optax function
+    (e.g. ``b1=0.8``; adamw's own decoupled ``weight_decay`` too). A ready
     ``GradientTransformation`` is returned unchanged (then pass no learning rate or kwargs).
     """
     if isinstance(optimizer, optax.GradientTransformation):
@@ -198,9 +201,18 @@ def make_optimizer(
         multiplier = learning_rate_multiplier(schedule, total_steps)
         peak = float(learning_rate)
         learning_rate = lambda count: peak * multiplier(count)  # noqa: E731
-    tx = factory(learning_rate, **kwargs)
+    tx = with_l2(factory(learning_rate, **kwargs), l2)
     _smoke_test(label, tx)
     return tx
+
+
+def with_l2(tx: optax.GradientTransformation, l2: float) -> optax.GradientTransformation:
+    """``tx`` applied to the gradient plus ``l2 * theta``: descent on ``C + (l2/2)|theta|^2``
+    (L2 regularisation, coupled; unchanged for ``l2 == 0``)."""
+    l2 = float(l2)
+    if not (math.isfinite(l2) and l2 >= 0):
+        raise ValueError(f"l2 must be a finite number >= 0, got {l2}")
+    return tx if l2 == 0 else optax.chain(optax.add_decayed_weights(l2), tx)
 
 
 def make_sweep_optimizer(
@@ -208,6 +220,7 @@ def make_sweep_optimizer(
     *,
     schedule: str = "constant",
     total_steps: int | None = None,
+    l2: float = 0.0,
     **kwargs: Any,
 ) -> optax.GradientTransformation:
     """The optimizer with its learning rate in ``opt_state``, for training many learning rates
@@ -223,6 +236,7 @@ def make_sweep_optimizer(
     if schedule != "constant":
         multiplier = learning_rate_multiplier(schedule, total_steps)
         tx = optax.chain(tx, optax.scale_by_schedule(multiplier))
+    tx = with_l2(tx, l2)
     _smoke_test(label, tx)
     return tx
 

@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 
 from experiments import gd_vs_sgd
@@ -18,44 +19,56 @@ def two_runs(tmp_path_factory):
 
 def test_quick_run_writes_every_file_with_the_expected_keys(two_runs):
     (run_dir, _), _ = two_runs
-    for name in ("config.json", "metrics.json", "trajectory.json", "cost_vs_epoch.png",
-                 "cost_vs_time.png", "accuracy_vs_epoch.png", "trajectories.png"):
+    for name in ("config.json", "results.json", "cost_vs_epoch.png", "cost_vs_time.png",
+                 "accuracy_vs_epoch.png", "trajectories.png"):
         assert (run_dir / name).stat().st_size > 0, name
     config = json.loads((run_dir / "config.json").read_text())
     assert config["config"]["seed"] == 0 and config["versions"]["jax"]
-    assert config["data_source"].startswith("mnist5k")
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert config["data"]["source"].startswith("mnist5k")
+    results = json.loads((run_dir / "results.json").read_text())
+    history = results["history"]
     for name in ("sgd", "gd"):
-        assert len(metrics[name]) == 2
-        assert set(metrics[name][0]) >= {"epoch", "train_cost", "test_cost", "test_accuracy",
-                                         "examples", "gradient_evaluations", "wall_time_s"}
-    assert metrics["sgd"][0]["steps"] == 4000 // 100 and metrics["gd"][0]["steps"] == 1
-    assert metrics["gd"][-1]["examples"] == 2 * 4000
-    assert metrics["compile_time_s"]["sgd"] > 0
-    # SGD takes 80 steps an epoch, GD one: after two epochs SGD is far ahead
-    assert metrics["sgd"][-1]["train_cost"] < metrics["gd"][-1]["train_cost"]
-    traj = json.loads((run_dir / "trajectory.json").read_text())
-    assert len(traj["coords"]["sgd"]) == 3 and len(traj["grid"]["cost"]) == 25
-    assert len(traj["zoom_grid"]["cost"]) == 25
+        assert [r["epoch"] for r in history[name]] == [1, 2]
+        assert set(history[name][0]) >= {"step_cost", "train_cost", "test_cost",
+                                         "test_accuracy", "examples", "train_time_s"}
+    assert results["steps_per_epoch"] == {"sgd": 4000 // 100, "gd": 1}
+    assert history["gd"][-1]["examples"] == history["sgd"][-1]["examples"] == 2 * 4000
+    assert len(history["sgd"][0]["minibatch_cost"]) == 40 // 20
+    # SGD takes 40 steps an epoch, GD one: after two epochs SGD is far ahead
+    assert history["sgd"][-1]["train_cost"] < history["gd"][-1]["train_cost"]
+    for phase in ("data", "compile", "train", "evaluation", "trajectory", "plots"):
+        assert results["timing_s"][phase] > 0, phase
+    traj = results["trajectory"]
+    assert len(traj["whole"]["coords"]["sgd"]) == 3 and len(traj["whole"]["cost"]) == 25
+    # SGD's first epoch every 20 steps: the start and 2 snapshots
+    assert len(traj["start"]["coords"]["sgd_first_epoch"]) == 1 + 40 // 20
 
 
-def test_same_seed_gives_identical_metrics(two_runs):
+def test_the_first_epoch_path_ends_where_sgds_first_epoch_ends(two_runs):
+    """The path scan runs the same steps on the same batches as the training epoch: projected
+    on the whole run's plane, its last point is SGD's epoch-1 snapshot."""
+    (run_dir, _), _ = two_runs
+    coords = json.loads((run_dir / "results.json").read_text())["trajectory"]["whole"]["coords"]
+    np.testing.assert_allclose(coords["sgd_first_epoch"][-1], coords["sgd"][1], atol=1e-4)
+    np.testing.assert_allclose(coords["sgd_first_epoch"][0], coords["sgd"][0], atol=1e-6)
+
+
+def test_same_seed_gives_identical_results(two_runs):
     _, (a, b) = two_runs
+    strip = ("train_time_s",)
     for name in ("sgd", "gd"):
-        for ra, rb in zip(a[name], b[name], strict=True):
-            for key in ("train_cost", "test_cost", "test_accuracy", "examples"):
-                assert ra[key] == rb[key]
-    assert a["sgd_minibatch_cost"] == b["sgd_minibatch_cost"]
+        for ra, rb in zip(a["history"][name], b["history"][name], strict=True):
+            assert {k: v for k, v in ra.items() if k not in strip} == {
+                k: v for k, v in rb.items() if k not in strip}
 
 
 @pytest.mark.parametrize(
     "args, message",
     [
         (["--epochs", "0"], "--epochs must be >= 1"),
-        (["--lr", "-1"], "--lr must be a positive number"),
-        (["--batch-size", "0"], "--batch-size must be >= 1"),
+        (["--gd-lr", "-1"], "--gd-lr must be a finite number > 0"),
+        (["--path-every", "0"], "--path-every must be >= 1"),
         (["--sizes", "784,16,9"], "end with 10"),
-        (["--sizes", "784,x,10"], "comma-separated integers"),
     ],
 )
 def test_bad_flags_exit_2_with_a_message(capsys, args, message):
@@ -65,7 +78,16 @@ def test_bad_flags_exit_2_with_a_message(capsys, args, message):
     assert message in capsys.readouterr().err
 
 
-def test_an_existing_output_directory_is_not_overwritten(two_runs):
+def test_an_existing_output_directory_is_not_overwritten(two_runs, capsys):
     (run_dir, _), _ = two_runs
-    with pytest.raises(SystemExit, match="already exists"):
+    with pytest.raises(SystemExit):
         gd_vs_sgd.main([*ARGS, "--out", str(run_dir)])
+    assert "not empty" in capsys.readouterr().err
+
+
+def test_equal_time_gives_gd_sgds_training_time(tmp_path):
+    results = gd_vs_sgd.main([*ARGS, "--equal-time", "--out", str(tmp_path / "run")])
+    budget = results["history"]["sgd"][-1]["train_time_s"]
+    rows = results["history"]["gd_equal_time"]
+    assert rows[-1]["train_time_s"] >= budget
+    assert len(rows) == 1 or rows[-2]["train_time_s"] < budget

@@ -1,0 +1,229 @@
+"""The experiment runtime, through ``python -m experiments.train`` as a user runs it: one error
+path, run directories that never collide or overwrite, resume after kill -9, SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from experiments.runtime import cli, options, rundir
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICK = ["--quick", "--checkpoint-every", "1"]
+
+
+def run_cli(*args, env=None, cwd=ROOT, timeout=300):
+    return subprocess.run([sys.executable, "-m", "experiments.train", *map(str, args)],
+                          cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def start_cli(*args, env=None):
+    return subprocess.Popen([sys.executable, "-m", "experiments.train", *map(str, args)],
+                            cwd=ROOT, env={**os.environ, **(env or {})}, stderr=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+
+
+def wait_for(proc, text: str, timeout: float = 240) -> str:
+    """Read the child's stderr until a line contains ``text``."""
+    deadline, seen = time.monotonic() + timeout, []
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        seen.append(line)
+        if text in line:
+            return line
+        if not line and proc.poll() is not None:
+            break
+    proc.kill()
+    raise AssertionError(f"never saw {text!r}; stderr: {''.join(seen)}")
+
+
+def one_error_line(result, status=2):
+    assert result.returncode == status, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("train: error: "), result.stderr
+    assert "Traceback" not in result.stderr
+    return lines[0]
+
+
+# --- the config as a command line (in process) ---------------------------------------------------
+
+
+def test_every_shared_option_has_one_flag_with_help():
+    from experiments.train import Config
+
+    parser = cli.build_parser(Config, "p", "d")
+    flags = {a.option_strings[0] for a in parser._actions if a.option_strings[0] != "-h"}
+    for name in ("--lr", "--batch-size", "--epochs", "--sizes", "--hidden", "--output", "--cost",
+                 "--weight-decay", "--schedule", "--optimizer", "--seed", "--out", "--resume",
+                 "--validation", "--source", "--data-dir", "--method", "--init", "--plugins"):
+        assert name in flags
+    assert all(a.help for a in parser._actions)
+
+
+def test_config_round_trips_through_json():
+    from experiments.train import Config
+
+    cfg = Config(sizes=(784, 30, 10), lr=0.5, optimizer_args=("b1=0.8",))
+    assert cli.from_dict(Config, json.loads(json.dumps(cli.to_dict(cfg)))) == cfg
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--lr", "-1"], "--lr"),
+    (["--lr", "nan"], "--lr"),
+    (["--lr", "1e39"], "overflows float32"),
+    (["--lr", "abc"], "--lr"),
+    (["--epochs", "0"], "--epochs"),
+    (["--batch-size", "0"], "--batch-size"),
+    (["--sizes", "784,16,x"], "--sizes"),
+    (["--sizes", "785,10"], "--sizes"),
+    (["--seed", str(2**40)], "--seed"),
+    (["--hidden", "nope"], "nope"),
+    (["--output", "softmax"], "cost"),
+    (["--optimizer", "nope"], "nope"),
+    (["--optimizer-args", "b1"], "KEY=VALUE"),
+    (["--weight-decay", "-1"], "--weight-decay"),
+    (["--validation", "-5"], "--validation"),
+    (["--schedule", "weird"], "--schedule"),
+    (["--no-such-flag"], "no-such-flag"),
+    (["--plugins", "no_such_module_xyz"], "no_such_module_xyz"),
+    (["--batch-size", "100000", "--source", "mnist5k"], "larger than"),
+])
+def test_bad_flag_is_one_line_exit_2_and_writes_nothing(tmp_path, args, needle):
+    out = tmp_path / "run"
+    line = one_error_line(run_cli(*args, "--out", out))
+    assert needle in line
+    assert not out.exists()
+
+
+def test_out_that_cannot_be_used_is_refused_and_nothing_is_overwritten(tmp_path):
+    a_file = tmp_path / "file"
+    a_file.write_text("mine")
+    assert "not a directory" in one_error_line(run_cli("--quick", "--out", a_file / "run"))
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "notes.txt").write_text("keep me")
+    assert "not empty" in one_error_line(run_cli("--quick", "--out", full))
+    assert (full / "notes.txt").read_text() == "keep me" and len(list(full.iterdir())) == 1
+    if os.geteuid() != 0:  # root writes anywhere
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        assert "not writable" in one_error_line(run_cli("--quick", "--out", locked / "run"))
+
+
+def test_out_in_use_by_a_live_run_is_refused(tmp_path):
+    out = tmp_path / "run"
+    proc = start_cli(*QUICK, "--out", out, env={"BPJAX_TEST_PAUSE_AT": "1"})
+    try:
+        wait_for(proc, "paused at 1")
+        # Empty but for what the first run wrote: refused as in use or not empty, never shared.
+        line = one_error_line(run_cli("--quick", "--out", out))
+        assert "in use" in line or "not empty" in line
+        line = one_error_line(run_cli("--resume", out))
+        assert "in use" in line
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_two_runs_started_together_get_different_directories(tmp_path):
+    procs = [subprocess.Popen([sys.executable, "-m", "experiments.train", "--quick",
+                               "--epochs", "1"], cwd=tmp_path, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)}) for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    runs = sorted((tmp_path / "runs" / "train").iterdir())
+    assert len(runs) == 2 and all((r / rundir.RESULTS).is_file() for r in runs)
+
+
+def test_quick_run_writes_what_it_promises(tmp_path):
+    out = tmp_path / "run"
+    result = run_cli("--quick", "--validation", "500", "--out", out)
+    assert result.returncode == 0, result.stderr
+    config = json.loads((out / "config.json").read_text())
+    assert config["config"]["epochs"] == 3 and config["data"]["n_validation"] == 500
+    assert config["data"]["fingerprint"] and config["versions"]["jax"]
+    results = json.loads((out / "results.json").read_text())
+    assert [r["epoch"] for r in results["history"]] == [1, 2, 3]
+    row = results["history"][-1]
+    for key in ("train_accuracy", "validation_accuracy", "test_accuracy", "step_cost"):
+        assert 0 <= row[key] < 10
+    assert results["spec"] == {"hidden": "sigmoid", "output": "sigmoid", "cost": "quadratic"}
+    assert results["best"]["by"] == "validation_accuracy"
+    params = np.load(out / "params.npz")
+    assert params["w0"].shape == (16, 784) and params["b2"].shape == (10,)
+    for png in ("cost_vs_epoch.png", "accuracy_vs_epoch.png"):
+        assert (out / png).stat().st_size > 1000
+    # The plots come back from results.json alone.
+    for png in out.glob("*.png"):
+        png.unlink()
+    again = subprocess.run([sys.executable, "-m", "experiments.train", "--replot", str(out)],
+                           cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert (out / "accuracy_vs_epoch.png").is_file()
+    # A finished run is not resumed.
+    assert "already finished" in one_error_line(run_cli("--resume", out))
+
+
+def _history(out):
+    return json.loads((out / "results.json").read_text())["history"]
+
+
+def test_kill_9_then_resume_is_bit_identical(tmp_path):
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    assert run_cli(*QUICK, "--out", whole).returncode == 0
+    proc = start_cli(*QUICK, "--out", killed, env={"BPJAX_TEST_PAUSE_AT": "2"})
+    wait_for(proc, "paused at 2")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    resumed = run_cli("--resume", killed)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming from checkpoint 1" in resumed.stderr
+    drop = ("train_time_s",)
+    strip = [[{k: v for k, v in r.items() if k not in drop} for r in _history(o)]
+             for o in (whole, killed)]
+    assert strip[0] == strip[1]
+    a, b = np.load(whole / "params.npz"), np.load(killed / "params.npz")
+    assert all(np.array_equal(a[k], b[k]) for k in a.files)
+
+
+@pytest.mark.parametrize("sig, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_checkpoints_and_exits_with_a_resume_hint(tmp_path, sig, status):
+    out = tmp_path / "run"
+    proc = start_cli("--quick", "--checkpoint-every", "10", "--out", out,
+                     env={"BPJAX_TEST_PAUSE_AT": "2"})
+    wait_for(proc, "paused at 2")
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == status, err
+    assert "Traceback" not in err
+    assert f"--resume {out}" in err.strip().splitlines()[-1]
+    resumed = run_cli("--resume", out)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming from checkpoint 2" in resumed.stderr
+    assert [r["epoch"] for r in _history(out)] == [1, 2, 3]
+
+
+def test_resume_refuses_a_flag_that_changes_the_numbers(tmp_path):
+    out = tmp_path / "run"
+    proc = start_cli(*QUICK, "--out", out, env={"BPJAX_TEST_PAUSE_AT": "1"})
+    wait_for(proc, "paused at 1")
+    proc.kill()
+    proc.wait()
+    line = one_error_line(run_cli("--resume", out, "--lr", "0.1"))
+    assert "--lr" in line
+    assert run_cli("--resume", out, "--keep-checkpoints", "3").returncode == 0
+
+
+def test_positive_rate_check_names_the_flag():
+    with pytest.raises(cli.ConfigError, match="--gd-lr"):
+        options.positive_rate("gd_lr", 0.0)
