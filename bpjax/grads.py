@@ -1,7 +1,8 @@
 """Per-example gradients ("wish lists") and their mini-batch average, by autodiff or by hand.
 
 ``method="autodiff"`` differentiates ``example_cost`` with ``jax.grad``; ``method="backprop"`` uses
-the hand-derived backward pass of ``bpjax.backprop``. Both give the same numbers.
+the hand-derived backward pass of ``bpjax.backprop``. Both give the same numbers, for any
+``spec`` (``bpjax.Spec``: the activations and the cost).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from bpjax.backprop import backprop, backprop_mean
 from bpjax.checks import check_batch
 from bpjax.cost import cost, example_cost
 from bpjax.params import Params
+from bpjax.spec import DEFAULT_SPEC, Spec
 
 METHODS = ("autodiff", "backprop")
 
@@ -21,14 +23,20 @@ def _check_method(method: str) -> None:
         raise ValueError(f"unknown gradient method {method!r}; choose one of {METHODS}")
 
 
-def example_grad(params: Params, x: jax.Array, y: jax.Array, method: str = "autodiff") -> Params:
+def example_grad(
+    params: Params, x: jax.Array, y: jax.Array, method: str = "autodiff", *,
+    spec: Spec = DEFAULT_SPEC,
+) -> Params:
     """One example's gradient of ``example_cost``, with the structure of ``params``."""
     _check_method(method)
-    return jax.grad(example_cost)(params, x, y) if method == "autodiff" else backprop(params, x, y)
+    if method == "autodiff":
+        return jax.grad(lambda p: example_cost(p, x, y, spec=spec))(params)
+    return backprop(params, x, y, spec=spec)
 
 
 def per_example_grads(
-    params: Params, xs: jax.Array, ys: jax.Array, method: str = "autodiff"
+    params: Params, xs: jax.Array, ys: jax.Array, method: str = "autodiff", *,
+    spec: Spec = DEFAULT_SPEC,
 ) -> Params:
     """Every example's gradient, stacked: each leaf gets a leading batch axis of size B.
 
@@ -37,10 +45,14 @@ def per_example_grads(
     """
     _check_method(method)
     check_batch(params, xs, ys)
-    return jax.vmap(example_grad, in_axes=(None, 0, 0, None))(params, xs, ys, method)
+    one = lambda p, x, y: example_grad(p, x, y, method, spec=spec)  # noqa: E731
+    return jax.vmap(one, in_axes=(None, 0, 0))(params, xs, ys)
 
 
-def mean_grad(params: Params, xs: jax.Array, ys: jax.Array, method: str = "autodiff") -> Params:
+def mean_grad(
+    params: Params, xs: jax.Array, ys: jax.Array, method: str = "autodiff", *,
+    spec: Spec = DEFAULT_SPEC,
+) -> Params:
     """The mini-batch's averaged wish list: the mean over examples of their gradients.
 
     Equal to ``jax.tree.map(lambda g: g.mean(0), per_example_grads(...))`` but never materialises
@@ -50,4 +62,6 @@ def mean_grad(params: Params, xs: jax.Array, ys: jax.Array, method: str = "autod
     """
     _check_method(method)
     check_batch(params, xs, ys)
-    return jax.grad(cost)(params, xs, ys) if method == "autodiff" else backprop_mean(params, xs, ys)
+    if method == "autodiff":
+        return jax.grad(lambda p: cost(p, xs, ys, spec=spec))(params)
+    return backprop_mean(params, xs, ys, spec=spec)

@@ -1,29 +1,28 @@
-"""The forward pass: ``a^l = sigmoid(z^l)``, ``z^l = w^l a^{l-1} + b^l``, one example at a time.
+"""The forward pass: ``a^l = f(z^l)``, ``z^l = w^l a^{l-1} + b^l``, one example at a time.
 
-Functions here take one example ``x`` of shape (n_in,), as in the math; ``jax.vmap`` batches them.
+``f`` is the spec's hidden activation for every layer but the last, its output activation for
+the last (``bpjax.Spec``; sigmoid for both by default). Functions here take one example ``x`` of
+shape (n_in,), as in the math; ``jax.vmap`` batches them.
 """
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
+from bpjax.activations import sigmoid, sigmoid_prime
 from bpjax.checks import check_batch, check_example
 from bpjax.params import Params
+from bpjax.spec import DEFAULT_SPEC, Spec
+
+__all__ = ["forward", "forward_batch", "forward_trace", "predict", "sigmoid", "sigmoid_prime"]
 
 
-def sigmoid(z: jax.Array) -> jax.Array:
-    """1 / (1 + e^{-z}), computed without overflow for any z (``jax.nn.sigmoid`` is stable)."""
-    return jax.nn.sigmoid(z)
-
-
-def sigmoid_prime(z: jax.Array) -> jax.Array:
-    """sigma'(z) = sigma(z) (1 - sigma(z)); finite (possibly 0) for every z."""
-    s = sigmoid(z)
-    return s * (1 - s)
-
-
-def forward_trace(params: Params, x: jax.Array) -> tuple[list[jax.Array], list[jax.Array]]:
+def forward_trace(
+    params: Params, x: jax.Array, *, spec: Spec = DEFAULT_SPEC
+) -> tuple[list[jax.Array], list[jax.Array]]:
     """Every layer's weighted inputs and activations for one example ``x`` (n_in,).
 
     Returns ``(zs, activations)``: ``zs[l]`` has shape (n_{l+1},) for each of the L layers, and
@@ -32,25 +31,36 @@ def forward_trace(params: Params, x: jax.Array) -> tuple[list[jax.Array], list[j
     check_example(params, x)
     a = x
     zs, activations = [], [x]
-    for layer in params:
+    for layer, act in zip(params, spec.layer_activations(len(params)), strict=True):
         z = layer["w"] @ a + layer["b"]
-        a = sigmoid(z)
+        a = act.f(z)
         zs.append(z)
         activations.append(a)
     return zs, activations
 
 
-def forward(params: Params, x: jax.Array) -> jax.Array:
+def forward(params: Params, x: jax.Array, *, spec: Spec = DEFAULT_SPEC) -> jax.Array:
     """Output activations ``a^L`` (n_out,) for one example ``x`` (n_in,)."""
-    return forward_trace(params, x)[1][-1]
+    return forward_trace(params, x, spec=spec)[1][-1]
 
 
-def forward_batch(params: Params, xs: jax.Array) -> jax.Array:
+def forward_batch(params: Params, xs: jax.Array, *, spec: Spec = DEFAULT_SPEC) -> jax.Array:
     """Output activations (B, n_out) for a batch ``xs`` (B, n_in): ``forward`` under ``vmap``."""
     check_batch(params, xs)
-    return jax.vmap(forward, in_axes=(None, 0))(params, xs)
+    return jax.vmap(functools.partial(forward, spec=spec), in_axes=(None, 0))(params, xs)
 
 
-def predict(params: Params, xs: jax.Array) -> jax.Array:
+def output_layer_batch(
+    params: Params, xs: jax.Array, *, spec: Spec = DEFAULT_SPEC
+) -> tuple[jax.Array, jax.Array]:
+    """The output layer's weighted inputs ``z^L`` and activations ``a^L``, both (B, n_out)."""
+    check_batch(params, xs)
+    zs, activations = jax.vmap(functools.partial(forward_trace, spec=spec), in_axes=(None, 0))(
+        params, xs
+    )
+    return zs[-1], activations[-1]
+
+
+def predict(params: Params, xs: jax.Array, *, spec: Spec = DEFAULT_SPEC) -> jax.Array:
     """Predicted digit (B,) int32: the index of the most active output neuron."""
-    return jnp.argmax(forward_batch(params, xs), axis=-1).astype(jnp.int32)
+    return jnp.argmax(forward_batch(params, xs, spec=spec), axis=-1).astype(jnp.int32)

@@ -33,6 +33,7 @@ import numpy as np
 import optax
 
 from bpjax.optimizers import set_learning_rate
+from bpjax.spec import DEFAULT_SPEC, Spec
 from bpjax.train import ApplyFn, evaluate, make_evaluate, make_sgd_epoch, make_train_step, sgd_epoch
 
 InitFn = Callable[[jax.Array], Any]  # key -> params of one run
@@ -107,13 +108,14 @@ def _check_runs(keys, learning_rates) -> None:
 
 
 def epoch_metrics(
-    params, cost_per_step, finite_per_step, eval_sets: EvalSets, apply_fn, n_classes: int
+    params, cost_per_step, finite_per_step, eval_sets: EvalSets, apply_fn, n_classes: int, *,
+    spec: Spec = DEFAULT_SPEC,
 ) -> dict[str, jax.Array]:
     """One run's per-epoch summary: mean train cost, all-finite flag, and each eval set's
     cost and accuracy (scalars)."""
     out = {"train_cost": jnp.mean(cost_per_step), "finite": jnp.all(finite_per_step)}
     for name, (x, labels) in eval_sets.items():
-        metrics = evaluate(params, x, labels, apply_fn, n_classes)
+        metrics = evaluate(params, x, labels, apply_fn, n_classes, spec=spec)
         out[f"{name}_cost"] = metrics["cost"]
         out[f"{name}_accuracy"] = metrics["accuracy"]
     return out
@@ -125,21 +127,25 @@ def make_sweep_epoch(
     method: str = "autodiff",
     apply_fn: ApplyFn | None = None,
     n_classes: int = 10,
+    *,
+    spec: Spec = DEFAULT_SPEC,
 ):
     """One compiled epoch of all runs, evaluation included:
     ``epoch(params, opt_state, x, labels, key, eval_sets) -> (params, opt_state, metrics)``.
 
     ``params``/``opt_state`` have a leading run axis R; ``x`` (N, n_in), ``labels`` (N,) and
     ``eval_sets`` are shared; ``key`` is one key (shared batch order) or (R,) keys. Every metric
-    of ``epoch_metrics`` comes back with shape (R,).
+    of ``epoch_metrics`` comes back with shape (R,). ``spec``: the model (``bpjax.Spec``).
     """
-    step = make_train_step(optimizer, method, apply_fn)
+    step = make_train_step(optimizer, method, apply_fn, spec=spec)
 
     def one_run(params, opt_state, x, labels, key, eval_sets):
         params, opt_state, m = sgd_epoch(
             step, params, opt_state, x, labels, key, batch_size, n_classes
         )
-        summary = epoch_metrics(params, m["cost"], m["finite"], eval_sets, apply_fn, n_classes)
+        summary = epoch_metrics(
+            params, m["cost"], m["finite"], eval_sets, apply_fn, n_classes, spec=spec
+        )
         return params, opt_state, summary
 
     @jax.jit
@@ -186,19 +192,20 @@ def train_sweep(
     apply_fn: ApplyFn | None = None,
     n_classes: int = 10,
     on_epoch: OnEpoch | None = None,
+    spec: Spec = DEFAULT_SPEC,
 ) -> SweepResult:
     """Train R runs together, one compiled (vmapped) program call per epoch.
 
     ``learning_rates`` (R,) (or None: the optimizer's own), ``keys`` (R,) init keys for
     ``init_fn``; ``x`` (N, n_in), ``labels`` (N,); ``order_key`` one key or (R,) keys (see the
     module docstring). ``optimizer`` must come from ``make_sweep_optimizer`` when
-    ``learning_rates`` is given. Returns a ``SweepResult``.
+    ``learning_rates`` is given; ``spec`` is the model (``bpjax.Spec``). Returns a ``SweepResult``.
     """
     eval_sets = dict(eval_sets or {})
     _check_runs(keys, learning_rates)
     _check_training(epochs, batch_size, x.shape[0], order_key, keys.shape[0])
     params, opt_state = init_runs(optimizer, init_fn, keys, learning_rates)
-    epoch_fn = make_sweep_epoch(optimizer, batch_size, method, apply_fn, n_classes)
+    epoch_fn = make_sweep_epoch(optimizer, batch_size, method, apply_fn, n_classes, spec=spec)
     rows = []
     for e in range(epochs):
         params, opt_state, metrics = epoch_fn(
@@ -227,6 +234,7 @@ def train_sequential(
     apply_fn: ApplyFn | None = None,
     n_classes: int = 10,
     on_epoch: OnEpoch | None = None,
+    spec: Spec = DEFAULT_SPEC,
 ) -> SweepResult:
     """``train_sweep``'s runs one after another with ``bpjax.train.make_sgd_epoch`` (one
     compiled single-run epoch and one compiled evaluation, reused by every run).
@@ -238,8 +246,9 @@ def train_sequential(
     _check_runs(keys, learning_rates)
     n_runs = keys.shape[0]
     _check_training(epochs, batch_size, x.shape[0], order_key, n_runs)
-    epoch_fn = make_sgd_epoch(make_train_step(optimizer, method, apply_fn), batch_size, n_classes)
-    eval_fn = make_evaluate(apply_fn, n_classes)
+    step = make_train_step(optimizer, method, apply_fn, spec=spec)
+    epoch_fn = make_sgd_epoch(step, batch_size, n_classes)
+    eval_fn = make_evaluate(apply_fn, n_classes, spec=spec)
     lrs = None if learning_rates is None else jnp.asarray(np.asarray(learning_rates))
     finals, histories = [], []
     for r in range(n_runs):

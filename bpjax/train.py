@@ -10,8 +10,12 @@ linearity, to the mean of per-example ``jax.grad``); ``method="backprop"`` uses 
 pass, ``vmap``-ed over examples, with each layer's mean outer product ``delta^T a / B`` as one
 matrix product. Both are exact and give the same trajectory up to float rounding.
 
-``apply_fn(params, xs) -> outputs (B, n_out)`` lets any model (a Flax module's apply, say) train
-through the same code with the squared-error cost; the hand backward pass needs bpjax's network.
+``spec`` (``bpjax.Spec``, keyword-only everywhere) picks the activations and the cost; the
+default is the sigmoid network with the quadratic cost. ``apply_fn(params, xs) -> z^L (B, n_out)``
+lets any model (a Flax module's apply, say) train through the same code: it returns the output
+layer's *weighted input*, and bpjax applies ``spec.output`` and the cost to it, so costs with a
+log (cross-entropy, log-likelihood) are computed stably from ``z^L``. The hand backward pass
+needs bpjax's network.
 
 Training through the per-example wish lists (``PER_EXAMPLE_METHODS``, bpjax's network only):
 ``"vmap_grad"`` / ``"vmap_backprop"`` average the materialised per-example gradients
@@ -36,6 +40,7 @@ See docs/performance.md for what each of these choices measured.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -45,12 +50,13 @@ import numpy as np
 import optax
 
 from bpjax.backprop import backprop_cost_and_mean
-from bpjax.cost import cost, example_cost, one_hot, squared_error
+from bpjax.cost import cost, example_cost, mean_output_cost, one_hot
 from bpjax.data.batching import epoch_batches
 from bpjax.grads import METHODS, per_example_grads
-from bpjax.network import forward_batch, forward_trace
+from bpjax.network import forward_trace, output_layer_batch
+from bpjax.spec import DEFAULT_SPEC, Spec
 
-ApplyFn = Callable[[Any, jax.Array], jax.Array]
+ApplyFn = Callable[[Any, jax.Array], jax.Array]  # (params, xs (B, n_in)) -> z^L (B, n_out)
 Metrics = dict[str, jax.Array]
 # (params, xs (B, n_in), ys (B, n_out)) -> (mean cost, mean gradient)
 GradFn = Callable[[Any, jax.Array, jax.Array], tuple[jax.Array, Any]]
@@ -59,7 +65,7 @@ PER_EXAMPLE_METHODS = ("vmap_grad", "vmap_backprop", "vmap_grad_factored")
 GRAD_METHODS = METHODS + PER_EXAMPLE_METHODS
 
 
-def vmap_grad_factored(params, xs: jax.Array, ys: jax.Array):
+def vmap_grad_factored(params, xs: jax.Array, ys: jax.Array, *, spec: Spec = DEFAULT_SPEC):
     """Mean cost and the mean of the per-example ``jax.grad`` wish lists, with GEMMs.
 
     ``xs`` (B, n_in), ``ys`` (B, n_out). Each example's gradient of ``example_cost`` w.r.t. a
@@ -70,13 +76,14 @@ def vmap_grad_factored(params, xs: jax.Array, ys: jax.Array):
 
     def cost_of_biases(biases, x, y):
         layers = [{"w": p["w"], "b": b} for p, b in zip(params, biases, strict=True)]
-        return example_cost(layers, x, y)
+        return example_cost(layers, x, y, spec=spec)
 
     biases = [layer["b"] for layer in params]
     per_example = jax.vmap(jax.value_and_grad(cost_of_biases), in_axes=(None, 0, 0))
     costs, deltas = per_example(biases, xs, ys)
     # The same forward pass as inside the gradient; XLA computes it once (CSE).
-    _, activations = jax.vmap(forward_trace, in_axes=(None, 0))(params, xs)
+    trace = lambda p, x: forward_trace(p, x, spec=spec)  # noqa: E731
+    _, activations = jax.vmap(trace, in_axes=(None, 0))(params, xs)
     n = xs.shape[0]
     grads = [
         {"w": (delta.T @ a_prev) / n, "b": jnp.mean(delta, axis=0)}
@@ -85,37 +92,56 @@ def vmap_grad_factored(params, xs: jax.Array, ys: jax.Array):
     return jnp.mean(costs), grads
 
 
-def _vmap_mean(method: str) -> GradFn:
+def _vmap_mean(method: str, spec: Spec = DEFAULT_SPEC) -> GradFn:
     """Mean cost and the mean over the materialised per-example gradients of ``method``."""
 
     def grad_fn(params, xs, ys):
-        grads = per_example_grads(params, xs, ys, method)
-        return cost(params, xs, ys), jax.tree.map(lambda g: jnp.mean(g, axis=0), grads)
+        grads = per_example_grads(params, xs, ys, method, spec=spec)
+        return cost(params, xs, ys, spec=spec), jax.tree.map(lambda g: jnp.mean(g, axis=0), grads)
 
     return grad_fn
 
 
-def make_grad_fn(method: str = "autodiff", apply_fn: ApplyFn | None = None) -> GradFn:
-    """``(params, xs, ys) -> (mean cost, mean gradient)`` of the squared-error cost over a batch.
+def check_apply_fn(apply_fn: ApplyFn | None, spec: Spec) -> None:
+    """An ``apply_fn`` that carries the spec it was built for (``bpjax.flax_mlp.make_apply_fn``
+    sets ``apply_fn.spec``) must be trained with that same spec."""
+    built_for = getattr(apply_fn, "spec", None)
+    if built_for is not None and built_for != spec:
+        raise ValueError(f"apply_fn was built for spec {built_for}, but spec is {spec}; pass the same")
+
+
+def model_outputs(params, xs, apply_fn: ApplyFn | None, spec: Spec):
+    """The output layer's ``(z^L, a^L)``, both (B, n_out), of bpjax's network or of ``apply_fn``."""
+    if apply_fn is None:
+        return output_layer_batch(params, xs, spec=spec)
+    zs = apply_fn(params, xs)
+    return zs, spec.output_activation.f(zs)
+
+
+def make_grad_fn(
+    method: str = "autodiff", apply_fn: ApplyFn | None = None, *, spec: Spec = DEFAULT_SPEC
+) -> GradFn:
+    """``(params, xs, ys) -> (mean cost, mean gradient)`` of ``spec``'s cost over a batch.
 
     ``method``: one of ``GRAD_METHODS``; all give the same numbers up to float rounding (see the
     module docstring for what each costs). Only ``"autodiff"`` works with ``apply_fn``.
     """
     if method not in GRAD_METHODS:
         raise ValueError(f"unknown gradient method {method!r}; choose one of {GRAD_METHODS}")
-    if apply_fn is not None:
-        if method != "autodiff":
-            raise ValueError(
-                f"method={method!r} is bpjax's own network; use 'autodiff' with apply_fn"
-            )
-        return jax.value_and_grad(lambda p, xs, ys: squared_error(apply_fn(p, xs), ys))
+    if apply_fn is not None and method != "autodiff":
+        raise ValueError(f"method={method!r} is bpjax's own network; use 'autodiff' with apply_fn")
+    check_apply_fn(apply_fn, spec)
     if method == "backprop":
-        return backprop_cost_and_mean
+        return functools.partial(backprop_cost_and_mean, spec=spec)
     if method == "vmap_grad_factored":
-        return vmap_grad_factored
+        return functools.partial(vmap_grad_factored, spec=spec)
     if method in ("vmap_grad", "vmap_backprop"):
-        return _vmap_mean("autodiff" if method == "vmap_grad" else "backprop")
-    return jax.value_and_grad(lambda p, xs, ys: squared_error(forward_batch(p, xs), ys))
+        return _vmap_mean("autodiff" if method == "vmap_grad" else "backprop", spec)
+
+    def mean_cost(p, xs, ys):
+        return mean_output_cost(*model_outputs(p, xs, apply_fn, spec), ys, spec=spec)
+
+    return jax.value_and_grad(mean_cost)
 
 
 def all_finite(tree) -> jax.Array:
@@ -136,6 +162,8 @@ def make_train_step(
     optimizer: optax.GradientTransformation,
     method: str = "autodiff",
     apply_fn: ApplyFn | None = None,
+    *,
+    spec: Spec = DEFAULT_SPEC,
 ):
     """A step ``(params, opt_state, xb (B, n_in), yb (B, n_out)) -> (params, opt_state, metrics)``.
 
@@ -145,7 +173,7 @@ def make_train_step(
     ``step.unchecked`` is the same step with ``finite`` from the cost alone; ``sgd_epoch`` uses it
     and checks the params once per epoch instead (see there).
     """
-    grad_fn = make_grad_fn(method, apply_fn)
+    grad_fn = make_grad_fn(method, apply_fn, spec=spec)
 
     def unchecked(params, opt_state, xb, yb):
         batch_cost, grads = grad_fn(params, xb, yb)
@@ -357,6 +385,7 @@ def make_full_batch_step(
     n_classes: int = 10,
     *,
     donate: bool = False,
+    spec: Spec = DEFAULT_SPEC,
 ):
     """A compiled gradient-descent step on the full data set:
     ``gd_step(params, opt_state, x, labels) -> (params, opt_state, metrics)``.
@@ -365,7 +394,7 @@ def make_full_batch_step(
     ``metrics["cost"]`` is the full training cost before the step. ``donate`` as in
     ``make_sgd_epoch``.
     """
-    grad_fn = make_grad_fn(method, apply_fn)
+    grad_fn = make_grad_fn(method, apply_fn, spec=spec)
 
     def gd_step(params, opt_state, x, labels):
         full_cost, grads = full_batch_cost_and_grad(
@@ -378,16 +407,25 @@ def make_full_batch_step(
     return jax.jit(gd_step, donate_argnums=(0, 1) if donate else ())
 
 
-def evaluate(params, x, labels, apply_fn: ApplyFn | None = None, n_classes: int = 10) -> Metrics:
-    """``{"cost", "accuracy"}`` of ``params`` on ``x`` (N, n_in) floats or uint8 pixels,
-    ``labels`` (N,); jit it."""
-    outputs = (apply_fn or forward_batch)(params, as_inputs(x, input_dtype(params, x)))
+def evaluate(
+    params, x, labels, apply_fn: ApplyFn | None = None, n_classes: int = 10, *,
+    spec: Spec = DEFAULT_SPEC,
+) -> Metrics:
+    """``{"cost", "accuracy"}`` (``spec``'s mean cost) of ``params`` on ``x`` (N, n_in) floats or
+    uint8 pixels, ``labels`` (N,); jit it."""
+    check_apply_fn(apply_fn, spec)
+    zs, outputs = model_outputs(params, as_inputs(x, input_dtype(params, x)), apply_fn, spec)
+    ys = one_hot(labels, n_classes, dtype=outputs.dtype)
     return {
-        "cost": squared_error(outputs, one_hot(labels, n_classes, dtype=outputs.dtype)),
+        "cost": mean_output_cost(zs, outputs, ys, spec=spec),
         "accuracy": jnp.mean(jnp.argmax(outputs, axis=-1) == labels),
     }
 
 
-def make_evaluate(apply_fn: ApplyFn | None = None, n_classes: int = 10):
+def make_evaluate(
+    apply_fn: ApplyFn | None = None, n_classes: int = 10, *, spec: Spec = DEFAULT_SPEC
+):
     """``evaluate`` compiled: ``eval_fn(params, x, labels) -> {"cost", "accuracy"}``."""
-    return jax.jit(lambda params, x, labels: evaluate(params, x, labels, apply_fn, n_classes))
+    return jax.jit(
+        lambda params, x, labels: evaluate(params, x, labels, apply_fn, n_classes, spec=spec)
+    )

@@ -1,20 +1,21 @@
 """One example's wish list, made inspectable, and how well a mini-batch's average approximates all.
 
-For one example with target ``y`` the cost ``C = sum_j (a^L_j - y_j)^2`` wishes each output
-activation to move toward its target: its desired nudge is ``-dC/da^L = 2 (y - a^L)``, up for the
-right digit, down for the rest, in proportion to the distance. A neuron j of layer l with desire
-``d_j = -dC/da_j`` wants its weighted input to grow by ``d_j sigma'(z_j)`` (= ``-delta_j``), and
-``z_j = sum_k w_jk a_k + b_j`` grows through three routes:
+For one example with target ``y`` the cost C wishes each output activation to move toward its
+target: its desired nudge is ``-dC/da^L`` (``2 (y - a^L)`` for the default quadratic cost), up for
+the right digit, down for the rest. A neuron j of layer l with desire ``d_j = -dC/da_j`` wants its
+weighted input to grow by ``d_j f'(z_j)`` (= ``-delta_j``; f is the layer's activation from the
+``spec``, for a softmax output the vjp ``a * (d - a . d)``), and ``z_j = sum_k w_jk a_k + b_j``
+grows through three routes:
 
-    route 1, its bias          nudge  -dC/db_j  = d_j sigma'(z_j)                        BP3
-    route 2, its weights       nudge  -dC/dw_jk = d_j sigma'(z_j) a_k   (Hebbian: in     BP4
+    route 1, its bias          nudge  -dC/db_j  = d_j f'(z_j)                            BP3
+    route 2, its weights       nudge  -dC/dw_jk = d_j f'(z_j) a_k   (Hebbian: in         BP4
                                proportion to the activation each weight comes from)
-    route 3, the previous      neuron j asks activation k for  d_j sigma'(z_j) w_jk; summed
+    route 3, the previous      neuron j asks activation k for  d_j f'(z_j) w_jk; summed
              activations       over the layer's neurons j this is -dC/da_k, the previous   BP2
                                layer's desire, which it passes back in turn.
 
-Everything is computed from the forward pass and the hand backward pass (``bpjax.backprop``); the
-tests check it against ``jax.grad``. Averaged over examples the parameter nudges are the negative
+Everything is computed from the forward pass, the hand backward pass (``bpjax.backprop``) and
+the cost's hand-written ``dC/da^L`` (``bpjax.cost``); the tests check it against ``jax.grad``. Averaged over examples the parameter nudges are the negative
 gradient (``mean_wish_list``). A mini-batch's average approximates the average over all N
 examples; ``gradient_moments`` gives the spread of the per-example gradients,
 ``expected_minibatch_error`` the error it predicts, ``minibatch_agreement`` the error measured.
@@ -27,17 +28,18 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from bpjax.backprop import backprop_deltas
+from bpjax.backprop import backprop_trace
 from bpjax.checks import check_batch, check_example
 from bpjax.data.batching import epoch_batches
 from bpjax.grads import mean_grad, per_example_grads
 from bpjax.params import Params
+from bpjax.spec import DEFAULT_SPEC, Spec
 
 
 class LayerWishes(NamedTuple):
     """One layer's wishes (layer maps n_in -> n_out), for one example or averaged over several."""
 
-    b: jax.Array  # (n_out,) route 1: bias nudges, -dC/db; each neuron's desire through sigma'
+    b: jax.Array  # (n_out,) route 1: bias nudges, -dC/db; each neuron's desire through f'
     w: jax.Array  # (n_out, n_in) route 2: weight nudges, -dC/dw = b a_prev^T
     a_prev_by_neuron: jax.Array  # (n_out, n_in) route 3: row j is what neuron j asks of a_prev
     a_prev: jax.Array  # (n_in,) route 3 summed over the rows: -dC/da_prev, the previous desire
@@ -46,7 +48,7 @@ class LayerWishes(NamedTuple):
 class WishList(NamedTuple):
     """All of one example's wishes; a pytree, so vmap, average or ``jax.tree.map`` it."""
 
-    output: jax.Array  # (n_out,) desired nudges of the output activations, -dC/da^L = 2 (y - a^L)
+    output: jax.Array  # (n_out,) desired nudges of the output activations, -dC/da^L
     layers: tuple[LayerWishes, ...]  # one per layer, first hidden layer first
 
 
@@ -60,21 +62,35 @@ def _layer_wishes(w: jax.Array, b_nudge: jax.Array, w_nudge: jax.Array) -> Layer
     )
 
 
-def wish_list(params: Params, x: jax.Array, y: jax.Array) -> WishList:
+def _output_grad(spec: Spec):
+    grad = spec.cost_function.output_grad
+    if grad is None:
+        raise ValueError(
+            f"cost {spec.cost!r} has no hand-written dC/da^L, which the wish list needs; "
+            "register it with output_grad="
+        )
+    return grad
+
+
+def wish_list(params: Params, x: jax.Array, y: jax.Array, *, spec: Spec = DEFAULT_SPEC) -> WishList:
     """The wish list of one example ``x`` (n_in,) with one-hot target ``y`` (n_out,).
 
-    Its parameter nudges are exactly ``-backprop(params, x, y)``; see ``parameter_nudges``.
+    Its parameter nudges are exactly ``-backprop(params, x, y, spec=spec)``; see
+    ``parameter_nudges``.
     """
     check_example(params, x, y)
-    activations, deltas = backprop_deltas(params, x, y)
+    output_grad = _output_grad(spec)
+    zs, activations, deltas = backprop_trace(params, x, y, spec=spec)
     layers = tuple(
         _layer_wishes(layer["w"], -delta, -jnp.outer(delta, a_prev))
         for layer, delta, a_prev in zip(params, deltas, activations[:-1], strict=True)
     )
-    return WishList(output=2 * (y - activations[-1]), layers=layers)
+    return WishList(output=-output_grad(zs[-1], activations[-1], y), layers=layers)
 
 
-def mean_wish_list(params: Params, xs: jax.Array, ys: jax.Array) -> WishList:
+def mean_wish_list(
+    params: Params, xs: jax.Array, ys: jax.Array, *, spec: Spec = DEFAULT_SPEC
+) -> WishList:
     """The average of ``wish_list`` over a batch ``xs`` (B, n_in), ``ys`` (B, n_out).
 
     Never materialises B per-example (n_out, n_in) matrices: the mean weight nudge is one matrix
@@ -82,13 +98,16 @@ def mean_wish_list(params: Params, xs: jax.Array, ys: jax.Array) -> WishList:
     arrays held are vectors no wider than the input ``xs`` itself.
     """
     check_batch(params, xs, ys)
-    activations, deltas = jax.vmap(backprop_deltas, in_axes=(None, 0, 0))(params, xs, ys)
+    output_grad = _output_grad(spec)
+    trace = lambda p, x, y: backprop_trace(p, x, y, spec=spec)  # noqa: E731
+    zs, activations, deltas = jax.vmap(trace, in_axes=(None, 0, 0))(params, xs, ys)
     n = xs.shape[0]
     layers = tuple(
         _layer_wishes(layer["w"], -jnp.mean(delta, axis=0), -(delta.T @ a_prev) / n)
         for layer, delta, a_prev in zip(params, deltas, activations[:-1], strict=True)
     )
-    return WishList(output=2 * jnp.mean(ys - activations[-1], axis=0), layers=layers)
+    output = -jnp.mean(jax.vmap(output_grad)(zs[-1], activations[-1], ys), axis=0)
+    return WishList(output=output, layers=layers)
 
 
 def parameter_nudges(wishes: WishList) -> Params:
@@ -100,7 +119,7 @@ def activation_desires(wishes: WishList) -> list[jax.Array]:
     """``-dC/da^l`` (n_l,) of every layer's neurons, first hidden layer first, output last.
 
     Layer l's desire is what layer l + 1 asks of it (its summed route 3); the output's is
-    ``wishes.output``. Through sigma' it becomes layer l's bias nudge.
+    ``wishes.output``. Through f' it becomes layer l's bias nudge.
     """
     return [layer.a_prev for layer in wishes.layers[1:]] + [wishes.output]
 
@@ -130,7 +149,8 @@ class GradientMoments(NamedTuple):
 
 
 def gradient_moments(
-    params: Params, xs: jax.Array, ys: jax.Array, chunk_size: int = 100, method: str = "backprop"
+    params: Params, xs: jax.Array, ys: jax.Array, chunk_size: int = 100, method: str = "backprop",
+    *, spec: Spec = DEFAULT_SPEC,
 ) -> GradientMoments:
     """Mean and per-parameter variance of the per-example gradients of ``xs`` (N, n_in), ``ys``.
 
@@ -138,7 +158,8 @@ def gradient_moments(
     ``lax.scan``, so at most ``chunk_size`` per-example copies of the parameters exist at once (all
     60,000 of a 784-16-16-10 network would take 3 GB in float32). Chunks are merged with Chan et
     al.'s pairwise update of (mean, sum of squared deviations), which stays accurate in float32
-    where ``E[g^2] - E[g]^2`` would cancel. Jit it with ``chunk_size`` and ``method`` static.
+    where ``E[g^2] - E[g]^2`` would cancel. Jit it with ``chunk_size``, ``method`` and ``spec``
+    static.
     """
     check_batch(params, xs, ys)
     n = xs.shape[0]
@@ -148,7 +169,7 @@ def gradient_moments(
     def chunk_stats(start, size):
         xc = jax.lax.dynamic_slice_in_dim(xs, start, size)
         yc = jax.lax.dynamic_slice_in_dim(ys, start, size)
-        g = per_example_grads(params, xc, yc, method=method)
+        g = per_example_grads(params, xc, yc, method=method, spec=spec)
         mean = jax.tree.map(lambda t: jnp.mean(t, axis=0), g)
         m2 = jax.tree.map(lambda t, m: jnp.sum((t - m[None]) ** 2, axis=0), g, mean)
         return mean, m2
@@ -202,7 +223,8 @@ def minibatch_draws(key: jax.Array, n: int, batch_size: int, draws: int) -> jax.
 
 
 def minibatch_agreement(
-    params: Params, xs: jax.Array, ys: jax.Array, full_grad: Params, batches: jax.Array
+    params: Params, xs: jax.Array, ys: jax.Array, full_grad: Params, batches: jax.Array, *,
+    spec: Spec = DEFAULT_SPEC,
 ) -> dict[str, jax.Array]:
     """How close mini-batch gradients come to ``full_grad``, the mean gradient over all of xs.
 
@@ -216,7 +238,7 @@ def minibatch_agreement(
     full_norm = tree_norm(full_grad)
 
     def one_batch(idx):
-        g = mean_grad(params, xs[idx], ys[idx], method="backprop")
+        g = mean_grad(params, xs[idx], ys[idx], method="backprop", spec=spec)
         err = jax.tree.map(jnp.subtract, g, full_grad)
         sq = tree_dot(err, err)
         return {
