@@ -29,6 +29,7 @@ import contextlib
 import errno
 import gc
 import hashlib
+import inspect
 import json
 import logging
 import os
@@ -135,29 +136,34 @@ _SETTLE_S = 0.25  # local reads abandoned by a failed restore finish well within
 def _quiet_orbax():
     """Turn an orbax failure into our own one-line error without its side noise: orbax logs a
     traceback per worker thread, and after a failed read the reads still in flight report to
-    an event loop orbax has already closed (one "Event loop is closed" traceback each). Both
-    are dropped while this is active; the original exception stays chained as the cause."""
+    an event loop orbax has already closed (one "Event loop is closed" traceback each), and
+    its abandoned read coroutines raise as they are collected. All are dropped while this is
+    active."""
     logger, drop = logging.getLogger("absl"), _DropOrbaxErrors()
     previous = sys.unraisablehook
 
     def hook(unraisable) -> None:
         value = unraisable.exc_value
-        if not (isinstance(value, RuntimeError) and "Event loop is closed" in str(value)):
+        closed_loop = isinstance(value, RuntimeError) and "Event loop is closed" in str(value)
+        if not (closed_loop or inspect.iscoroutine(unraisable.object)):
             previous(unraisable)
 
     logger.addFilter(drop)
     sys.unraisablehook = hook
     try:
         yield
-    except BaseException:
-        time.sleep(_SETTLE_S)
-        with warnings.catch_warnings():  # the abandoned coroutines, never awaited
-            warnings.simplefilter("ignore", RuntimeWarning)
-            gc.collect()
-        raise
     finally:
         sys.unraisablehook = previous
         logger.removeFilter(drop)
+
+
+def _settle() -> None:
+    """After a failed read (inside ``_quiet_orbax``, once its exception is released): let the
+    abandoned reads finish, and collect orbax's read coroutines that were never awaited."""
+    time.sleep(_SETTLE_S)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        gc.collect()
 
 
 def _first_line(e: BaseException) -> str:
@@ -352,14 +358,19 @@ class Checkpoints:
             like = like_fn(record)
             self._check_like(step, like, expected)
             target = jax.tree.map(_with_sharding, like)
-        path = self.step_dir(step)
-        try:
-            with _quiet_orbax():
+        failure = None
+        with _quiet_orbax():
+            try:
                 arrays = self._checkpointer.restore(
-                    path, args=ocp.args.Composite(arrays=ocp.args.StandardRestore(target))
+                    self.step_dir(step),
+                    args=ocp.args.Composite(arrays=ocp.args.StandardRestore(target)),
                 )["arrays"]
-        except Exception as e:
-            raise DamagedCheckpointError(step, _read_reason(e)) from e
+            except Exception as e:  # orbax and tensorstore raise many kinds for a bad file
+                failure = _read_reason(e)
+            if failure is not None:
+                _settle()
+        if failure is not None:
+            raise DamagedCheckpointError(step, failure)
         got = _leaves(arrays)
         if like_fn is None and set(got) != set(expected):
             missing = sorted(set(expected) - set(got)) or sorted(set(got) - set(expected))
@@ -373,17 +384,21 @@ class Checkpoints:
         return record, arrays
 
     def _load_record(self, step: int) -> tuple[dict, dict]:
-        path = self.step_dir(step)
-        try:
-            with _quiet_orbax():
+        failure = None
+        with _quiet_orbax():
+            try:
                 items = self._checkpointer.restore(
-                    path,
+                    self.step_dir(step),
                     args=ocp.args.Composite(
                         record=ocp.args.JsonRestore(), integrity=ocp.args.JsonRestore()
                     ),
                 )
-        except Exception as e:
-            raise DamagedCheckpointError(step, f"record unreadable: {_first_line(e)}") from e
+            except Exception as e:
+                failure = f"record unreadable: {_first_line(e)}"
+            if failure is not None:
+                _settle()
+        if failure is not None:
+            raise DamagedCheckpointError(step, failure)
         record, integrity = items["record"], items["integrity"]
         if not isinstance(integrity, dict) or "self" not in integrity:
             raise DamagedCheckpointError(step, "checksum list unreadable")
