@@ -45,7 +45,7 @@ class Config(runtime.DataOptions, runtime.ModelOptions, runtime.OptimizerOptions
     pass
 
 
-QUICK = {"epochs": 3, "source": "mnist5k"}
+QUICK = {"epochs": 3, "source": "mnist5k", "batch_size": 20}
 
 
 def run(cfg: Config, ctx: runtime.Context) -> dict:

@@ -39,7 +39,7 @@ def test_quick_run_writes_every_file_with_the_expected_keys(two_runs):
     for phase in ("data", "compile", "train", "evaluation", "trajectory", "plots"):
         assert results["timing_s"][phase] > 0, phase
     traj = results["trajectory"]
-    assert len(traj["whole"]["coords"]["sgd"]) == 3 and len(traj["whole"]["cost"]) == 25
+    assert len(traj["whole"]["coords"]["sgd"]) == 3 and len(traj["whole"]["cost"]) == 21
     # SGD's first epoch every 20 steps: the start and 2 snapshots
     assert len(traj["start"]["coords"]["sgd_first_epoch"]) == 1 + 40 // 20
 

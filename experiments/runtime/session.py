@@ -91,6 +91,11 @@ class Context:
 
     # --- messages and progress ---------------------------------------------------------------
 
+    def close(self) -> None:
+        if self._manager is not None:
+            self._manager.close()
+            self._manager = None
+
     def say(self, message: str) -> None:
         print(f"{self.exp.name}: {message}", file=sys.stderr, flush=True)
 
@@ -115,7 +120,7 @@ class Context:
         if self._manager is None:
             from bpjax import checkpoint
 
-            self._manager = checkpoint.Checkpoints(
+            self._manager = checkpoint.open_manager(
                 self.dir / CHECKPOINTS, keep=getattr(self.cfg, "keep_checkpoints", 2))
         return self._manager
 
@@ -136,7 +141,9 @@ class Context:
         return restored.step, restored.arrays, restored.record
 
     def save(self, step: int, arrays, record: dict) -> None:
-        self._checkpoints().save(step, arrays, {**record, "config": cli.to_dict(self.cfg)})
+        for warning in self._checkpoints().save(step, arrays,
+                                                {**record, "config": cli.to_dict(self.cfg)}):
+            self.say(warning)
         self._last_saved = step
 
     @contextlib.contextmanager
@@ -298,11 +305,12 @@ def _check_same_data(run_dir: Path, ds) -> None:
     recorded = rundir.read_json(run_dir / rundir.CONFIG).get("data", {}).get("fingerprint")
     if recorded is None:
         return
-    from bpjax.data import fingerprint_difference
+    from bpjax.data import fingerprint_changes
 
-    why = fingerprint_difference(recorded, _fingerprint(ds))
-    if why:
-        raise ConfigError(f"--resume {run_dir}: the data differ from the run's ({why})")
+    changes = fingerprint_changes(recorded, _fingerprint(ds))
+    if changes:
+        raise ConfigError(f"--resume {run_dir}: the data differ from the run's: "
+                          + "; ".join(changes))
 
 
 def replot(exp: Experiment, run_dir: Path) -> None:
@@ -382,6 +390,7 @@ def _run(exp: Experiment, argv, prog: str) -> dict | None:
                             f"with: python -m experiments.{exp.name} --resume {run.path}",
                             SIGNAL_STATUS[e.signum]) from None
         finally:
+            ctx.close()
             for s, h in handlers.items():
                 signal.signal(s, h)
         results = {"experiment": exp.name, **results, "timing_s": ctx.timing}

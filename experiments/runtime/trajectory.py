@@ -8,8 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-GRID = 25
-GRID_EXAMPLES = 10_000  # the cost surface is the cost on the first this-many training examples
+GRID = 21
+GRID_EXAMPLES = 2_000  # the cost surface is the cost on the first this-many training examples
 
 
 def first_epoch_path(step, params, opt_state, x, labels, key, batch_size: int, every: int):
