@@ -62,14 +62,7 @@ from tqdm import tqdm
 
 import bpjax
 from bpjax import checkpoint, landscape, optimizers, train
-from bpjax.data import (
-    SOURCES,
-    MissingDependencyError,
-    MnistFormatError,
-    MnistNotFoundError,
-    epoch_batches,
-    load_mnist,
-)
+from bpjax.data import SOURCES, DataError, epoch_batches, load_mnist
 from experiments import common, validate
 from experiments.validate import ConfigError
 
@@ -240,7 +233,10 @@ def resume_point(cfg: Config, given: frozenset[str]) -> tuple[Path, Config, int 
         with checkpoint.open_manager(run_dir / CHECKPOINTS, read_only=True) as manager:
             step = manager.latest_step()
             if step is not None:
-                record = checkpoint.restore_record(manager, step)
+                try:
+                    record = checkpoint.restore_record(manager, step)
+                except checkpoint.CheckpointError as e:
+                    raise ConfigError(f"--resume {run_dir}: {e}") from None
     if record is None:  # killed before its first checkpoint: start over with its config
         if not (run_dir / "config.json").is_file():
             raise ConfigError(f"--resume {run_dir}: no checkpoint and no config.json to resume")
@@ -646,7 +642,7 @@ def load_data(cfg: Config):
     """The data set; a missing or broken source is a ConfigError (a one-line message)."""
     try:
         return load_mnist(source=cfg.source, data_dir=cfg.data_dir)
-    except (MnistNotFoundError, MnistFormatError, MissingDependencyError) as e:
+    except DataError as e:
         raise ConfigError(f"--source {cfg.source}: {e}") from None
 
 
