@@ -1,7 +1,18 @@
-"""Strict numerics for every test: implicit rank promotion raises, so shape bugs cannot hide."""
+"""Strict numerics for every test: implicit rank promotion raises, so shape bugs cannot hide.
+
+Full MNIST for the tests: ../shared/data/mnist beside the checkout, if it exists and
+$BPJAX_DATA_DIR is not already set (the library itself never looks there).
+"""
+
+import os
+from pathlib import Path
 
 import jax
 import pytest
+
+_SHARED_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
+if _SHARED_MNIST.is_dir():
+    os.environ.setdefault("BPJAX_DATA_DIR", str(_SHARED_MNIST))
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 

@@ -27,12 +27,10 @@ from bpjax.data import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-BESIDE_REPO = REPO.parent / "shared" / "data" / "mnist"
 REAL_DIR = default_mnist_dir()
 HAS_REAL = REAL_DIR is not None and (REAL_DIR / "train-images-idx3-ubyte.gz").is_file()
 needs_real = pytest.mark.skipif(
-    not HAS_REAL,
-    reason=f"real MNIST IDX files not found (looked in $BPJAX_DATA_DIR, then {BESIDE_REPO})",
+    not HAS_REAL, reason="real MNIST IDX files not found: set $BPJAX_DATA_DIR"
 )
 
 TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
@@ -63,7 +61,7 @@ def example_digest(x, y):
 def run_isolated(tmp_path, script, env=None):
     """Run `script` in a fresh Python on a copy of the package with no data beside it.
 
-    The copy has no ../shared/data/mnist, $BPJAX_DATA_DIR is unset and $TFDS_DATA_DIR is an
+    $BPJAX_DATA_DIR is unset and $TFDS_DATA_DIR is an
     empty directory unless `env` says otherwise. The script's last stdout line is JSON.
     """
     checkout = tmp_path / "checkout"
@@ -104,7 +102,7 @@ def test_real_mnist_sizes_and_known_label_counts(real):
     assert np.bincount(real.y_train, minlength=10).tolist() == TRAIN_COUNTS
     assert np.bincount(real.y_test, minlength=10).tolist() == TEST_COUNTS
     assert real.x_val.shape == (0, 784) and real.y_val.shape == (0,)
-    assert real.source == f"idx:{REAL_DIR}"
+    assert real.source == f"idx:{REAL_DIR.resolve()}"
 
 
 @needs_real
@@ -200,15 +198,15 @@ def test_auto_prefers_an_explicit_data_dir_over_the_env_var(tmp_path, monkeypatc
     mine = write_mnist_dir(tmp_path / "mine", n_train=7)
     monkeypatch.setenv("BPJAX_DATA_DIR", str(write_mnist_dir(tmp_path / "env", n_train=9)))
     ds = load_mnist(data_dir=mine, verbose=False)
-    assert ds.source == f"idx:{mine}" and len(ds.y_train) == 7
+    assert ds.source == f"idx:{mine.resolve()}" and len(ds.y_train) == 7
 
 
-def test_auto_uses_the_env_var_before_the_dir_beside_the_repo(tmp_path, monkeypatch):
+def test_auto_uses_the_env_var(tmp_path, monkeypatch):
     env_dir = write_mnist_dir(tmp_path / "env", n_train=9)
     monkeypatch.setenv("BPJAX_DATA_DIR", str(env_dir))
     assert default_mnist_dir() == env_dir
     ds = load_mnist(verbose=False)
-    assert ds.source == f"idx:{env_dir}" and len(ds.y_train) == 9
+    assert ds.source == f"idx:{env_dir.resolve()}" and len(ds.y_train) == 9
 
 
 def test_an_env_var_naming_no_data_is_an_error_not_a_silent_fallback(tmp_path, monkeypatch):
@@ -219,13 +217,36 @@ def test_an_env_var_naming_no_data_is_an_error_not_a_silent_fallback(tmp_path, m
         load_mnist(verbose=False)
 
 
-@pytest.mark.skipif(not BESIDE_REPO.is_dir(), reason=f"{BESIDE_REPO} does not exist")
-def test_auto_finds_the_shared_data_beside_the_repo(monkeypatch):
-    monkeypatch.delenv("BPJAX_DATA_DIR", raising=False)
-    assert default_mnist_dir() == BESIDE_REPO
-    ds = load_mnist(validation=10_000, verbose=False)
-    assert ds.source == f"idx:{BESIDE_REPO}"
-    assert (len(ds.y_train), len(ds.y_val), len(ds.y_test)) == (50_000, 10_000, 10_000)
+def test_the_library_never_looks_for_data_beside_its_checkout(tmp_path):
+    # A valid MNIST directory at ../shared/data/mnist beside the package copy is ignored.
+    write_mnist_dir(tmp_path / "shared" / "data" / "mnist", n_train=7)
+    script = """
+import json
+import bpjax.data
+ds = bpjax.data.load_mnist(verbose=False)
+print(json.dumps(dict(package=bpjax.data.__file__, source=ds.source,
+                      dir=str(bpjax.data.default_mnist_dir()))))
+"""
+    result, _ = run_isolated(tmp_path, script)
+    assert result["dir"] == "None" and result["source"] == MNIST5K
+
+
+@pytest.mark.parametrize("spelling", ["trailing slash", "symlink", "relative", "dot-dot"])
+def test_the_source_names_a_directory_the_same_however_it_is_spelled(
+    tmp_path, monkeypatch, spelling
+):
+    directory = write_mnist_dir(tmp_path / "data" / "mnist")
+    (tmp_path / "link").symlink_to(directory)
+    monkeypatch.chdir(tmp_path)
+    given = {
+        "trailing slash": f"{directory}/",
+        "symlink": str(tmp_path / "link"),
+        "relative": "data/mnist",
+        "dot-dot": f"{directory}/../mnist",
+    }[spelling]
+    ds = load_mnist("idx", given, verbose=False)
+    assert ds.source == f"idx:{directory.resolve()}"
+    assert not ds.source.endswith("/")
 
 
 def test_verbose_prints_one_line_naming_the_source(tmp_path, capsys):
@@ -234,7 +255,7 @@ def test_verbose_prints_one_line_naming_the_source(tmp_path, capsys):
     out, err = capsys.readouterr()
     assert out == ""
     assert err.splitlines() == [
-        f"bpjax.data: MNIST from idx:{directory}: 4 train / 2 validation / 4 test"
+        f"bpjax.data: MNIST from idx:{directory.resolve()}: 4 train / 2 validation / 4 test"
     ]
     load_mnist("idx", directory, verbose=False)
     assert capsys.readouterr() == ("", "")

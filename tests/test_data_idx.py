@@ -1,15 +1,25 @@
 """The strict IDX reader: a corpus of bad files, each with its own clear error."""
 
+import errno
 import gzip
+import json
+import os
+import shutil
 import struct
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
-from test_data import write_mnist_dir
+from test_data import REAL_DIR, REPO, needs_real, write_mnist_dir
 
 from bpjax.data import (
+    DataError,
+    DataReadError,
     MnistFormatError,
     MnistNotFoundError,
+    MnistSplitError,
     load_mnist,
     read_idx,
     write_idx,
@@ -146,13 +156,17 @@ def test_a_missing_directory_and_a_file_given_as_directory(tmp_path):
 def test_read_idx_missing_file_and_directory(tmp_path):
     with pytest.raises(MnistNotFoundError, match=f"{tmp_path / 'nope'}: no such file"):
         read_idx(tmp_path / "nope")
-    with pytest.raises(MnistNotFoundError, match="not a regular file"):
+    with pytest.raises(DataReadError, match="is a directory, expected an IDX file"):
         read_idx(tmp_path)
 
 
 def test_errors_are_the_builtin_kinds_callers_already_catch():
     assert issubclass(MnistFormatError, ValueError)
+    assert issubclass(MnistSplitError, MnistFormatError)
     assert issubclass(MnistNotFoundError, FileNotFoundError)
+    assert issubclass(DataReadError, OSError)
+    for error in (MnistFormatError, MnistSplitError, MnistNotFoundError, DataReadError):
+        assert issubclass(error, DataError)
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.int16, np.int32, np.float32, np.float64])
@@ -175,3 +189,148 @@ def test_gzip_is_detected_by_content_not_by_name(tmp_path):
 def test_write_idx_rejects_what_idx_cannot_store(tmp_path):
     with pytest.raises(ValueError, match="IDX cannot store dtype complex64"):
         write_idx(tmp_path / "a", np.zeros(3, np.complex64))
+
+
+# -- hostile files: every problem is one line of a typed DataError naming the file ------------
+
+
+def test_every_corpus_error_is_one_line_of_a_data_error(tmp_path):
+    for name, target, content, _, _ in CORPUS:
+        directory = write_mnist_dir(tmp_path / name.replace(" ", "-"))
+        (directory / target).write_bytes(gzip.compress(content))
+        if name == "no images":
+            (directory / TRAIN_LABELS).write_bytes(gzip.compress(labels_bytes([])))
+        with pytest.raises(DataError) as caught:
+            load_mnist("idx", directory, verbose=False)
+        assert "\n" not in str(caught.value), name
+
+
+def test_a_directory_where_a_file_should_be(tmp_path):
+    directory = write_mnist_dir(tmp_path)
+    path = directory / TRAIN_LABELS
+    path.unlink()
+    path.mkdir()
+    with pytest.raises(DataReadError, match=f"^{path}: is a directory, expected an IDX file$"):
+        load_mnist("idx", directory, verbose=False)
+
+
+def test_a_broken_symlink(tmp_path):
+    directory = write_mnist_dir(tmp_path)
+    path = directory / TRAIN_IMAGES
+    path.unlink()
+    path.symlink_to(tmp_path / "gone.gz")
+    with pytest.raises(DataReadError, match=f"^{path}: broken symbolic link"):
+        load_mnist("idx", directory, verbose=False)
+
+
+def test_a_fifo_is_refused_without_blocking(tmp_path):
+    directory = write_mnist_dir(tmp_path)
+    path = directory / TRAIN_IMAGES
+    path.unlink()
+    os.mkfifo(path)
+    with pytest.raises(DataReadError, match=f"^{path}: not a regular file"):
+        load_mnist("idx", directory, verbose=False)
+
+
+def test_an_io_error_while_reading(tmp_path, monkeypatch):
+    directory = write_mnist_dir(tmp_path)
+    real = Path.read_bytes
+
+    def failing(self):
+        if self.name == TRAIN_LABELS:
+            raise OSError(errno.EIO, os.strerror(errno.EIO), str(self))
+        return real(self)
+
+    monkeypatch.setattr(Path, "read_bytes", failing)
+    with pytest.raises(DataReadError) as caught:
+        load_mnist("idx", directory, verbose=False)
+    assert str(caught.value) == (
+        f"{directory / TRAIN_LABELS}: cannot read the file: Input/output error (EIO)"
+    )
+    assert isinstance(caught.value, OSError)
+
+
+UNPRIVILEGED = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
+NO_SETPRIV = "setpriv is unavailable: as root, chmod 000 cannot make a file unreadable"
+
+
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason=NO_SETPRIV)
+@pytest.mark.parametrize("what", ["file", "directory"])
+def test_an_unreadable_file_or_directory(tmp_path, what):
+    """Run the load in a subprocess without the capabilities that let root read anything."""
+    directory = write_mnist_dir(tmp_path / "mnist")
+    locked = directory / TRAIN_LABELS if what == "file" else directory
+    script = (
+        "import json, sys\n"
+        "from bpjax.data import load_mnist, DataError\n"
+        "try:\n"
+        f"    load_mnist('idx', {str(directory)!r}, verbose=False)\n"
+        "    print(json.dumps(None))\n"
+        "except DataError as e:\n"
+        "    print(json.dumps([type(e).__name__, str(e), isinstance(e, OSError)]))\n"
+    )
+    locked.chmod(0)
+    try:
+        done = subprocess.run(
+            [*UNPRIVILEGED, sys.executable, "-c", script],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "PYTHONPATH": str(REPO), "JAX_PLATFORMS": "cpu"},
+        )
+    finally:
+        locked.chmod(0o755)
+    if "setpriv" in done.stderr and done.returncode != 0:
+        pytest.skip(f"setpriv cannot drop capabilities here: {done.stderr.strip()}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    kind, message, is_os_error = json.loads(done.stdout.strip().splitlines()[-1])
+    assert kind == "DataReadError" and is_os_error
+    assert message == f"{locked}: cannot read the {what}: Permission denied (EACCES)"
+
+
+# -- implausible splits ------------------------------------------------------------------------
+
+
+def swap_train_and_test(directory: Path) -> None:
+    for kind in ("images-idx3", "labels-idx1"):
+        train, test = (directory / f"{p}-{kind}-ubyte.gz" for p in ("train", "t10k"))
+        tmp = directory / "swap"
+        train.rename(tmp)
+        test.rename(train)
+        tmp.rename(test)
+
+
+def test_swapped_train_and_test_files_are_refused_naming_them(tmp_path):
+    directory = write_mnist_dir(tmp_path, n_train=6, n_test=4)
+    swap_train_and_test(directory)
+    with pytest.raises(MnistSplitError) as caught:
+        load_mnist("idx", directory, verbose=False)
+    message = str(caught.value)
+    assert "\n" not in message and f"MNIST directory {directory}: implausible split" in message
+    assert "train-images-idx3-ubyte.gz / train-labels-idx1-ubyte.gz) hold 4 examples" in message
+    assert "fewer than the 6 of the test files (t10k-images" in message
+    assert "allow_unusual_split=True" in message
+    ds = load_mnist("idx", directory, allow_unusual_split=True, verbose=False)
+    assert (len(ds.y_train), len(ds.y_test)) == (4, 6)
+
+
+def test_identical_train_and_test_files_are_refused(tmp_path):
+    directory = write_mnist_dir(tmp_path, n_train=5, n_test=5)
+    with pytest.raises(MnistSplitError, match="hold the same 5 examples"):
+        load_mnist("idx", directory, verbose=False)
+    assert len(load_mnist("idx", directory, allow_unusual_split=True, verbose=False).y_test) == 5
+
+
+def test_equal_sized_but_different_splits_load(tmp_path):
+    directory = write_mnist_dir(tmp_path, n_train=5, n_test=5)
+    write_idx(directory / "t10k-labels-idx1-ubyte.gz", np.array([9, 8, 7, 6, 5], np.uint8))
+    assert len(load_mnist("idx", directory, verbose=False).y_train) == 5
+
+
+@needs_real
+def test_real_mnist_with_train_and_test_swapped_is_refused(tmp_path):
+    for stem in ("train-images-idx3", "train-labels-idx1", "t10k-images-idx3", "t10k-labels-idx1"):
+        swapped = stem.replace("train", "X").replace("t10k", "train").replace("X", "t10k")
+        (tmp_path / f"{swapped}-ubyte.gz").symlink_to(REAL_DIR / f"{stem}-ubyte.gz")
+    with pytest.raises(MnistSplitError, match="hold 10000 examples, fewer than the 60000"):
+        load_mnist("idx", tmp_path, verbose=False)

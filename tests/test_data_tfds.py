@@ -69,7 +69,7 @@ def tfds_copy(tmp_path_factory):
     if not HAS_TF:
         pytest.skip(NO_TF)
     if not HAS_REAL:
-        pytest.skip("real MNIST IDX files not found ($BPJAX_DATA_DIR or ../shared/data/mnist)")
+        pytest.skip("real MNIST IDX files not found: set $BPJAX_DATA_DIR")
     root = tmp_path_factory.mktemp("tfds")
     with network_forbidden():
         start = time.perf_counter()

@@ -3,13 +3,24 @@
     from bpjax.data import load_mnist, epoch_batches
     ds = load_mnist(validation=10_000)          # source="auto"; see load_mnist's docstring
     batches = epoch_batches(key, len(ds.y_train), 10)   # (steps, 10) int32
+    fingerprint(ds)                             # what data, by content (JSON-able)
+
+Every data problem raises a `DataError` with a one-line message (see bpjax.data.errors).
 
 Importing this package does not import TensorFlow or tensorflow_datasets.
 """
 
 from bpjax.data.batching import epoch_batches
 from bpjax.data.dataset import Dataset, as_jax
-from bpjax.data.errors import MissingDependencyError, MnistFormatError, MnistNotFoundError
+from bpjax.data.errors import (
+    DataError,
+    DataReadError,
+    MissingDependencyError,
+    MnistFormatError,
+    MnistNotFoundError,
+    MnistSplitError,
+)
+from bpjax.data.fingerprint import fingerprint, fingerprint_changes
 from bpjax.data.idx import load_idx, read_idx, write_idx
 from bpjax.data.load import SOURCES, load_mnist
 from bpjax.data.locate import default_mnist_dir, default_tfds_dir
@@ -20,12 +31,17 @@ __all__ = [
     "SOURCES",
     "Dataset",
     "as_jax",
+    "DataError",
+    "DataReadError",
     "MissingDependencyError",
     "MnistFormatError",
     "MnistNotFoundError",
+    "MnistSplitError",
     "default_mnist_dir",
     "default_tfds_dir",
     "epoch_batches",
+    "fingerprint",
+    "fingerprint_changes",
     "load_idx",
     "load_mnist",
     "load_mnist5k",

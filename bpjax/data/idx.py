@@ -6,8 +6,11 @@ sizes, then the items in C order, big-endian. Anything else is a `MnistFormatErr
 
 from __future__ import annotations
 
+import errno
 import gzip
 import math
+import os
+import stat
 import struct
 import zlib
 from pathlib import Path
@@ -15,7 +18,13 @@ from pathlib import Path
 import numpy as np
 
 from bpjax.data.dataset import N_CLASSES, Splits
-from bpjax.data.errors import MnistFormatError, MnistNotFoundError
+from bpjax.data.errors import (
+    DataError,
+    DataReadError,
+    MnistFormatError,
+    MnistNotFoundError,
+    MnistSplitError,
+)
 
 _DTYPES = {
     0x08: np.dtype(">u1"),
@@ -37,14 +46,35 @@ FILES = {
 }
 
 
+def _unreadable(path: Path, e: OSError, what: str = "file") -> DataReadError:
+    reason = e.strerror or str(e)
+    name = errno.errorcode.get(e.errno) if e.errno else None
+    return DataReadError(
+        f"{path}: cannot read the {what}: {reason}" + (f" ({name})" if name else "")
+    )
+
+
 def read_bytes(path: Path) -> bytes:
     """The file's content, gunzipped if it starts with the gzip magic (whatever its name)."""
     path = Path(path)
-    if not path.exists():
-        raise MnistNotFoundError(f"{path}: no such file")
-    if not path.is_file():
-        raise MnistNotFoundError(f"{path}: not a regular file")
-    raw = path.read_bytes()
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        if path.is_symlink():
+            raise DataReadError(
+                f"{path}: broken symbolic link (to {os.readlink(path)}, which does not exist)"
+            ) from None
+        raise MnistNotFoundError(f"{path}: no such file") from None
+    except OSError as e:
+        raise _unreadable(path, e) from None
+    if stat.S_ISDIR(mode):
+        raise DataReadError(f"{path}: is a directory, expected an IDX file")
+    if not stat.S_ISREG(mode):
+        raise DataReadError(f"{path}: not a regular file (a device, pipe or socket)")
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise _unreadable(path, e) from None
     if not raw:
         raise MnistFormatError(f"{path}: file is empty (0 bytes)")
     if raw[:2] != _GZIP_MAGIC:
@@ -157,20 +187,29 @@ def write_idx(path: Path, array: np.ndarray) -> Path:
 
 
 def find_files(directory: Path) -> dict[str, Path]:
-    """The four MNIST files in `directory`, preferring "<name>.gz" over the raw "<name>"."""
+    """The four MNIST files in `directory`, preferring "<name>.gz" over the raw "<name>".
+
+    A name present in any form (even a directory or a broken link) is chosen, so reading it
+    reports what is wrong with it instead of silently using the other spelling.
+    """
     directory = Path(directory).expanduser()
-    if not directory.exists():
-        raise MnistNotFoundError(f"MNIST directory {directory} does not exist")
-    if not directory.is_dir():
-        raise MnistNotFoundError(f"MNIST directory {directory} is not a directory")
-    found, missing = {}, []
-    for key, stem in FILES.items():
-        for candidate in (directory / f"{stem}.gz", directory / stem):
-            if candidate.is_file():
-                found[key] = candidate
-                break
-        else:
-            missing.append(f"{stem}.gz")
+    try:
+        if not directory.exists():
+            raise MnistNotFoundError(f"MNIST directory {directory} does not exist")
+        if not directory.is_dir():
+            raise MnistNotFoundError(f"MNIST directory {directory} is not a directory")
+        found, missing = {}, []
+        for key, stem in FILES.items():
+            for candidate in (directory / f"{stem}.gz", directory / stem):
+                if candidate.exists() or candidate.is_symlink():
+                    found[key] = candidate
+                    break
+            else:
+                missing.append(f"{stem}.gz")
+    except DataError:
+        raise
+    except OSError as e:
+        raise _unreadable(directory, e, "directory") from None
     if missing:
         raise MnistNotFoundError(
             f"MNIST directory {directory} lacks {', '.join(missing)} "
@@ -190,9 +229,41 @@ def _read_split(images: Path, labels: Path) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-def load_idx(directory: Path) -> Splits:
-    """The four standard MNIST files in `directory` (real ones: 60,000 train, 10,000 test)."""
+def check_split(splits: Splits, files: dict[str, Path]) -> None:
+    """Refuse an implausible split: a training set smaller than the test set (under the
+    standard names that usually means the train and test files were swapped), or training
+    and test sets that are the same examples. Raises MnistSplitError."""
+    n_train, n_test = len(splits.y_train), len(splits.y_test)
+    train = f"{files['train_images'].name} / {files['train_labels'].name}"
+    test = f"{files['test_images'].name} / {files['test_labels'].name}"
+    directory = files["train_images"].parent
+    if n_train < n_test:
+        raise MnistSplitError(
+            f"MNIST directory {directory}: implausible split: the training files ({train}) "
+            f"hold {n_train} examples, fewer than the {n_test} of the test files ({test}); "
+            "are train and test swapped? (allow_unusual_split=True loads them as they are)"
+        )
+    if (
+        n_train == n_test
+        and np.array_equal(splits.y_train, splits.y_test)
+        and np.array_equal(splits.x_train, splits.x_test)
+    ):
+        raise MnistSplitError(
+            f"MNIST directory {directory}: implausible split: the training files ({train}) "
+            f"and the test files ({test}) hold the same {n_train} examples "
+            "(allow_unusual_split=True loads them as they are)"
+        )
+
+
+def load_idx(directory: Path, *, allow_unusual_split: bool = False) -> Splits:
+    """The four standard MNIST files in `directory` (real ones: 60,000 train, 10,000 test).
+
+    The split must be plausible (see `check_split`) unless `allow_unusual_split`.
+    """
     files = find_files(directory)
     x_train, y_train = _read_split(files["train_images"], files["train_labels"])
     x_test, y_test = _read_split(files["test_images"], files["test_labels"])
-    return Splits(x_train, y_train, x_test, y_test)
+    splits = Splits(x_train, y_train, x_test, y_test)
+    if not allow_unusual_split:
+        check_split(splits, files)
+    return splits

@@ -51,6 +51,7 @@ def load_mnist(
     *,
     tfds_dir: str | os.PathLike | None = None,
     download: bool = False,
+    allow_unusual_split: bool = False,
     verbose: bool = True,
 ) -> Dataset:
     """Load MNIST as a `Dataset`: x (N, 784) float32 in [0, 1], y (N,) int32.
@@ -58,6 +59,8 @@ def load_mnist(
     source:
       "idx"     the four standard IDX files (gzipped or raw) in `data_dir`
                 (default: `default_mnist_dir()`), read strictly: 60,000 train / 10,000 test.
+                A training set smaller than the test set (e.g. the files swapped) or equal to
+                it is refused unless `allow_unusual_split=True`.
       "tfds"    TensorFlow Datasets' mnist in `tfds_dir` (default $TFDS_DATA_DIR or
                 ~/tensorflow_datasets); if no copy is there it is prepared offline from the
                 IDX files in `data_dir` (default: `default_mnist_dir()`; needs TensorFlow),
@@ -66,15 +69,19 @@ def load_mnist(
                 shuffled with a fixed key, 4,000 train / 1,000 test (both from MNIST's
                 training set, so not comparable with published test errors).
       "auto"    the first that applies: `data_dir` if given -> $BPJAX_DATA_DIR if set ->
-                ../shared/data/mnist beside the repository -> a prepared TFDS copy in
-                `tfds_dir` -> "mnist5k". A data_dir or $BPJAX_DATA_DIR that lacks the files
-                is an error, not a reason to fall through.
+                a prepared TFDS copy in `tfds_dir` -> "mnist5k". A data_dir or
+                $BPJAX_DATA_DIR that lacks the files is an error, not a reason to fall through.
     validation: carve the LAST `validation` training examples off as the validation split
       (Nielsen's 50k/10k is validation=10_000); 0 leaves x_val/y_val empty.
     verbose: print one line to stderr saying which source was used.
 
-    Raises MnistNotFoundError / MnistFormatError (naming the file and what is wrong),
-    MissingDependencyError, or ValueError for a bad argument.
+    `Dataset.source` describes the source with its directory resolved (absolute, symlinks
+    followed, no trailing slash), so two spellings of one directory give the same string; to
+    compare the data itself use `fingerprint`.
+
+    Raises a `DataError` with a one-line message naming the file and what is wrong
+    (MnistNotFoundError, DataReadError, MnistFormatError, MnistSplitError,
+    MissingDependencyError; see bpjax.data.errors), or ValueError for a bad argument.
     """
     if source not in SOURCES:
         raise ValueError(f"source={source!r}: expected one of {', '.join(map(repr, SOURCES))}")
@@ -90,7 +97,8 @@ def load_mnist(
             raise MnistNotFoundError(
                 f"source='idx' needs a directory of MNIST IDX files: {_HOW_TO_GET_FULL}"
             )
-        splits, description = load_idx(data_dir), f"idx:{data_dir}"
+        splits = load_idx(data_dir, allow_unusual_split=allow_unusual_split)
+        description = f"idx:{data_dir.resolve()}"
     elif source == "tfds":
         splits, description = load_tfds(tfds_dir, data_dir, download=download)
     else:

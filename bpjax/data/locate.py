@@ -9,17 +9,13 @@ from typing import NamedTuple
 
 DATA_DIR_ENV = "BPJAX_DATA_DIR"
 TFDS_DIR_ENV = "TFDS_DATA_DIR"
-# bpjax/data/locate.py -> parents[2] is the checkout; the shared data sits beside it.
-_BESIDE_REPO = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "mnist"
 
 
 def default_mnist_dir() -> Path | None:
-    """$BPJAX_DATA_DIR if set, else ../shared/data/mnist beside the repository if it exists,
-    else None. The env var is returned even if it names nothing, so a typo fails loudly."""
+    """$BPJAX_DATA_DIR if set, else None. The library never guesses a place from where it is
+    installed. The env var is returned even if it names nothing, so a typo fails loudly."""
     env = os.environ.get(DATA_DIR_ENV)
-    if env:
-        return Path(env).expanduser()
-    return _BESIDE_REPO if _BESIDE_REPO.is_dir() else None
+    return Path(env).expanduser() if env else None
 
 
 def default_tfds_dir() -> Path:

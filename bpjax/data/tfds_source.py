@@ -166,7 +166,8 @@ def load_tfds(
     """Read TFDS mnist from `tfds_dir`, preparing it from `idx_dir` first if it is missing
     (see `prepare_tfds`). Returns the splits (images (N, 784) uint8) and a description."""
     tfds = _import_tfds()
-    tfds_dir = Path(tfds_dir).expanduser() if tfds_dir else default_tfds_dir()
+    # resolved: the description then names the copy the same way however it was spelled
+    tfds_dir = (Path(tfds_dir).expanduser() if tfds_dir else default_tfds_dir()).resolve()
     idx_dir = None if idx_dir is None else Path(idx_dir).expanduser()
     builder = _builder(tfds, tfds_dir, idx_dir, file_format, download)
     x_train, y_train = _read(tfds, builder, "train")

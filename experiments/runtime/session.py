@@ -272,14 +272,15 @@ def _import_plugins(cfg) -> None:
 
 
 def load_data(cfg):
-    """The data set of a config with ``DataOptions``; errors as RunFailed/ConfigError lines."""
-    from bpjax.data import MissingDependencyError, MnistFormatError, MnistNotFoundError, load_mnist
+    """The data set of a config with ``DataOptions``: a missing source or package is a config
+    error (exit 2), a file that cannot be read or is not MNIST a data error (exit 1)."""
+    from bpjax.data import DataError, MissingDependencyError, MnistNotFoundError, load_mnist
 
     try:
         return load_mnist(source=cfg.source, data_dir=cfg.data_dir, validation=cfg.validation)
     except (MnistNotFoundError, MissingDependencyError) as e:
         raise ConfigError(f"--source {cfg.source}: {e}") from None
-    except MnistFormatError as e:
+    except DataError as e:
         raise RunFailed(f"data: {e}", DATA_OR_IO_ERROR) from None
     except ValueError as e:  # e.g. --validation larger than the training set
         raise ConfigError(str(e)) from None
