@@ -116,7 +116,9 @@ def run(cfg: Config, ctx: runtime.Context) -> dict:
         arm("sgd", train.make_sgd_epoch(step, cfg.batch_size), sgd_tx,
             lambda e: (x, labels, epoch_keys[e]), _minibatch_log(cfg.log_every), 0,
             steps * cfg.batch_size, "--lr")
-        state.update(phase="gd", epoch=0, snapshots={**state["snapshots"], "gd": [params0]})
+        # GD starts from the same initial params as SGD did.
+        state.update(phase="gd", epoch=0, params=params0, opt_state=gd_tx.init(params0),
+                     snapshots={**state["snapshots"], "gd": [params0]})
     gd_step = train.make_full_batch_step(gd_tx, cfg.method, spec=spec)
     arm("gd", gd_step, gd_tx, lambda e: (x, labels), mean_cost, cfg.epochs, n,
         "--gd-lr")

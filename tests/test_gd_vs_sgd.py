@@ -91,3 +91,51 @@ def test_equal_time_gives_gd_sgds_training_time(tmp_path):
     rows = results["history"]["gd_equal_time"]
     assert rows[-1]["train_time_s"] >= budget
     assert len(rows) == 1 or rows[-2]["train_time_s"] < budget
+
+
+def _cli(*args, env=None):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    return subprocess.Popen([sys.executable, "-m", "experiments.gd_vs_sgd", *map(str, args)],
+                            cwd=root, env={**os.environ, **(env or {})}, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+@pytest.mark.slow
+def test_killed_in_the_gd_phase_and_resumed_is_bit_identical(tmp_path):
+    """kill -9 at GD step 1 (checkpoint 2 + 1 = 3 not yet written), then --resume."""
+    import signal
+
+    from test_runtime import wait_for
+
+    args = [*ARGS, "--checkpoint-every", "1"]
+    whole = gd_vs_sgd.main([*args, "--out", str(tmp_path / "whole")])
+    proc = _cli(*args, "--out", tmp_path / "killed", env={"BPJAX_TEST_PAUSE_AT": "3"})
+    wait_for(proc, "paused at 3")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    resumed = gd_vs_sgd.main(["--resume", str(tmp_path / "killed")])
+    strip = ("train_time_s",)
+    for name in ("sgd", "gd"):
+        assert [{k: v for k, v in r.items() if k not in strip} for r in whole["history"][name]] \
+            == [{k: v for k, v in r.items() if k not in strip} for r in resumed["history"][name]]
+    np.testing.assert_array_equal(resumed["trajectory"]["whole"]["coords"]["gd"],
+                                  whole["trajectory"]["whole"]["coords"]["gd"])
+
+
+@pytest.mark.slow
+def test_a_diverging_gd_phase_exits_3_keeping_its_last_good_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    proc = _cli("--quick", "--source", "mnist5k", "--hidden", "identity", "--output", "identity",
+                "--lr", "0.0003", "--gd-lr", "3", "--epochs", "8", "--checkpoint-every", "1",
+                "--out", out)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 3, err
+    last = err.strip().splitlines()[-1]
+    assert "GD diverged in epoch 3" in last and "--gd-lr 3.0" in last and "Traceback" not in err
+    assert "checkpoint 10" in last and (out / "checkpoints" / "10").is_dir()
+    assert not (out / "results.json").exists()

@@ -257,7 +257,7 @@ def _given_config(exp: Experiment, given: dict[str, Any]):
         raise ConfigError(f"--resume {run_dir}: the run was made with " + ", ".join(
             f"{cli.flag_name(k)} {getattr(saved, k)!r} (given {given[k]!r})" for k in differ))
     keep = {k: v for k, v in given.items() if k in resumable and k not in ("out", "quick")}
-    return dataclasses.replace(saved, **keep), True
+    return dataclasses.replace(saved, **keep, out=None), True
 
 
 def _import_plugins(cfg) -> None:
