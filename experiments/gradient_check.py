@@ -34,11 +34,21 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--hidden", help="hidden activation (default: all allowed combinations)")
     parser.add_argument("--output", help="output activation")
     parser.add_argument("--cost", help="cost")
-    parser.add_argument("--import", dest="imports", action="append", default=[],
-                        metavar="MODULE", help="import a module that registers activations/costs")
+    parser.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import a module that registers activations/costs",
+    )
     parser.add_argument("--sizes", help="layer sizes, input first, e.g. 5,4,3 (default: random)")
-    parser.add_argument("--architectures", type=int, default=2,
-                        help="random architectures per combination (without --sizes)")
+    parser.add_argument(
+        "--architectures",
+        type=int,
+        default=2,
+        help="random architectures per combination (without --sizes)",
+    )
     parser.add_argument("--batch-size", type=int, default=3, help="examples in the mini-batch")
     parser.add_argument("--seed", type=int, default=0, help="PRNG seed")
     return parser.parse_args(argv)
@@ -52,7 +62,9 @@ def specs_and_sizes(args: argparse.Namespace) -> tuple[list[Spec] | None, tuple[
         try:
             sizes = tuple(int(s) for s in args.sizes.split(","))
         except ValueError:
-            raise ValueError(f"--sizes must be comma-separated integers, got {args.sizes!r}") from None
+            raise ValueError(
+                f"--sizes must be comma-separated integers, got {args.sizes!r}"
+            ) from None
         if len(sizes) < 2 or min(sizes) < 1:
             raise ValueError(f"--sizes needs >= 2 sizes, each >= 1, got {args.sizes!r}")
     if args.architectures < 1 or args.batch_size < 1:
@@ -62,8 +74,10 @@ def specs_and_sizes(args: argparse.Namespace) -> tuple[list[Spec] | None, tuple[
 
 
 def format_table(reports: list[GradCheck]) -> str:
-    header = (f"{'hidden/output/cost':34} {'sizes':14} {'B':>3} {'rel hand-grad':>14} "
-              f"{'rel hand-fd':>12}  result")
+    header = (
+        f"{'hidden/output/cost':34} {'sizes':14} {'B':>3} {'rel hand-grad':>14} "
+        f"{'rel hand-fd':>12}  result"
+    )
     lines = [header, "-" * len(header)]
     for r in reports:
         lines.append(
@@ -81,8 +95,13 @@ def main(argv=None) -> int:
     except ValueError as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2
-    reports = check_all(specs, key=jax.random.key(args.seed), architectures=args.architectures,
-                        sizes=sizes, batch_size=args.batch_size)
+    reports = check_all(
+        specs,
+        key=jax.random.key(args.seed),
+        architectures=args.architectures,
+        sizes=sizes,
+        batch_size=args.batch_size,
+    )
     print(f"gradient check, float64, tolerances {TOL:g} (vs jax.grad), {FD_TOL:g} (vs FD)")
     print(format_table(reports))
     failed = sorted({str(r.spec) for r in reports if not r.passed})
@@ -95,4 +114,3 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-

@@ -30,8 +30,9 @@ def test_f_prime_equals_autodiff_of_f(x64, name):
     auto = jax.vmap(jax.grad(act.f))(z)
     np.testing.assert_allclose(act.f_prime(z), auto, rtol=1e-14, atol=1e-300)
     v = jnp.linspace(-2.0, 2.0, z.size)
-    np.testing.assert_allclose(act.vjp(z, act.f(z), v), jax.vjp(act.f, z)[1](v)[0],
-                               rtol=1e-14, atol=1e-300)
+    np.testing.assert_allclose(
+        act.vjp(z, act.f(z), v), jax.vjp(act.f, z)[1](v)[0], rtol=1e-14, atol=1e-300
+    )
 
 
 @settings(max_examples=20, deadline=None)

@@ -37,8 +37,9 @@ def test_output_delta_equals_autodiff_through_the_output_activation(x64, output,
     act = Spec(output=output, cost=name).output_activation
     z, y = problem(seed)
     of_z = lambda z: c.cost(z, act.f(z), y)  # noqa: E731
-    np.testing.assert_allclose(c.output_delta(z, act.f(z), y, act), jax.grad(of_z)(z),
-                               rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(
+        c.output_delta(z, act.f(z), y, act), jax.grad(of_z)(z), rtol=1e-12, atol=1e-15
+    )
 
 
 @pytest.mark.parametrize("output, name", PAIRS, ids=str)
@@ -70,8 +71,9 @@ def reference(name, z, y):
     return -np.sum(y * np.log(a))
 
 
-@pytest.mark.parametrize("name, output", [("cross_entropy", "sigmoid"),
-                                          ("log_likelihood", "softmax")])
+@pytest.mark.parametrize(
+    "name, output", [("cross_entropy", "sigmoid"), ("log_likelihood", "softmax")]
+)
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64], ids=["f32", "f64"])
 def test_saturated_outputs_give_finite_costs_and_gradients(name, output, dtype):
     """z of +-100 saturates the outputs (a rounds to 0 or 1): a cost taken as log(a) would be
@@ -86,7 +88,7 @@ def test_saturated_outputs_give_finite_costs_and_gradients(name, output, dtype):
             value = c.cost(z, a, y)
             np.testing.assert_allclose(value, reference(name, z, y), rtol=1e-6)
             delta = c.output_delta(z, a, y, act)
-            auto = jax.grad(lambda z: c.cost(z, act.f(z), y))(z)
+            auto = jax.grad(lambda z, y=y: c.cost(z, act.f(z), y))(z)
             chex.assert_tree_all_finite((value, delta, auto))
             np.testing.assert_allclose(delta, auto, rtol=1e-6, atol=1e-30)
 
@@ -94,29 +96,38 @@ def test_saturated_outputs_give_finite_costs_and_gradients(name, output, dtype):
 def test_quadratic_half_is_half_the_quadratic_and_so_are_its_gradients(x64):
     params, xs, ys = random_problem(0, (5, 4, 3), batch=6, dtype=jnp.float64)
     full, half = Spec(), Spec(cost="quadratic_half")
-    np.testing.assert_allclose(bpjax.cost(params, xs, ys, spec=half),
-                               bpjax.cost(params, xs, ys) / 2, rtol=1e-15)
-    chex.assert_trees_all_close(bpjax.backprop_mean(params, xs, ys, spec=half),
-                                jax.tree.map(lambda g: g / 2, bpjax.backprop_mean(params, xs, ys,
-                                                                                spec=full)),
-                                rtol=1e-15)
+    np.testing.assert_allclose(
+        bpjax.cost(params, xs, ys, spec=half), bpjax.cost(params, xs, ys) / 2, rtol=1e-15
+    )
+    chex.assert_trees_all_close(
+        bpjax.backprop_mean(params, xs, ys, spec=half),
+        jax.tree.map(lambda g: g / 2, bpjax.backprop_mean(params, xs, ys, spec=full)),
+        rtol=1e-15,
+    )
 
 
-@pytest.mark.parametrize("spec", [Spec(), Spec("tanh", "softmax", "log_likelihood"),
-                                  Spec("relu", "sigmoid", "cross_entropy")], ids=str)
+@pytest.mark.parametrize(
+    "spec",
+    [Spec(), Spec("tanh", "softmax", "log_likelihood"), Spec("relu", "sigmoid", "cross_entropy")],
+    ids=str,
+)
 def test_example_cost_and_cost_follow_the_spec(x64, spec):
     params, xs, ys = random_problem(1, (6, 5, 4), batch=7, dtype=jnp.float64)
     zs, outs = jax.vmap(lambda x: bpjax.forward_trace(params, x, spec=spec))(xs)
-    per_example = jnp.stack([bpjax.example_cost(params, x, y, spec=spec)
-                             for x, y in zip(xs, ys, strict=True)])
-    expected = [reference(spec.cost, z, y) if spec.cost != "quadratic"
-                else np.sum((np.asarray(a) - np.asarray(y)) ** 2)
-                for z, a, y in zip(zs[-1], outs[-1], ys, strict=True)]
+    per_example = jnp.stack(
+        [bpjax.example_cost(params, x, y, spec=spec) for x, y in zip(xs, ys, strict=True)]
+    )
+    expected = [
+        reference(spec.cost, z, y)
+        if spec.cost != "quadratic"
+        else np.sum((np.asarray(a) - np.asarray(y)) ** 2)
+        for z, a, y in zip(zs[-1], outs[-1], ys, strict=True)
+    ]
     np.testing.assert_allclose(per_example, expected, rtol=1e-12)
-    np.testing.assert_allclose(bpjax.cost(params, xs, ys, spec=spec), np.mean(expected),
-                               rtol=1e-12)
-    np.testing.assert_allclose(mean_output_cost(zs[-1], outs[-1], ys, spec=spec),
-                               np.mean(expected), rtol=1e-12)
+    np.testing.assert_allclose(bpjax.cost(params, xs, ys, spec=spec), np.mean(expected), rtol=1e-12)
+    np.testing.assert_allclose(
+        mean_output_cost(zs[-1], outs[-1], ys, spec=spec), np.mean(expected), rtol=1e-12
+    )
 
 
 def test_mismatched_shapes_fail_clearly():

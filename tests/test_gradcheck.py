@@ -81,8 +81,9 @@ def test_a_wrong_registered_derivative_fails_and_a_right_one_passes():
 def test_a_wrong_cost_delta_fails():
     name = f"quad_{uuid.uuid4().hex[:8]}"
     # forgot the factor 2 of sum (a - y)^2
-    bpjax.register_cost(name, lambda z, a, y: jnp.sum((a - y) ** 2),
-                        lambda z, a, y, out: out.vjp(z, a, a - y))
+    bpjax.register_cost(
+        name, lambda z, a, y: jnp.sum((a - y) ** 2), lambda z, a, y, out: out.vjp(z, a, a - y)
+    )
     report = bpjax.check_gradients(Spec(cost=name), (3, 2), key=jax.random.key(0))
     assert not report.passed and report.hand_vs_autodiff == pytest.approx(0.5, rel=1e-6)
 
@@ -110,8 +111,14 @@ def run_cli(args, tmp_path, plugin_source=None):
         (tmp_path / "gc_plugin.py").write_text(plugin_source)
         paths.insert(0, str(tmp_path))
     env["PYTHONPATH"] = os.pathsep.join(paths)
-    return subprocess.run([sys.executable, "-m", "experiments.gradient_check", *args], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "experiments.gradient_check", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 PLUGIN = f"""import jax.numpy as jnp
@@ -123,12 +130,29 @@ bpjax.register_activation("tanh_right", jnp.tanh, {TANH_RIGHT})
 
 @pytest.mark.slow
 def test_cli_exits_1_naming_a_wrong_plugin_and_0_for_a_right_one(tmp_path):
-    bad = run_cli(["--import", "gc_plugin", "--hidden", "tanh_wrong", "--architectures", "1"],
-                  tmp_path, PLUGIN)
+    bad = run_cli(
+        ["--import", "gc_plugin", "--hidden", "tanh_wrong", "--architectures", "1"],
+        tmp_path,
+        PLUGIN,
+    )
     assert bad.returncode == 1, bad.stderr
     assert "FAILED: tanh_wrong/sigmoid/quadratic" in bad.stdout
-    good = run_cli(["--import", "gc_plugin", "--hidden", "tanh_right", "--output", "softmax",
-                    "--cost", "log_likelihood", "--sizes", "4,5,3"], tmp_path, PLUGIN)
+    good = run_cli(
+        [
+            "--import",
+            "gc_plugin",
+            "--hidden",
+            "tanh_right",
+            "--output",
+            "softmax",
+            "--cost",
+            "log_likelihood",
+            "--sizes",
+            "4,5,3",
+        ],
+        tmp_path,
+        PLUGIN,
+    )
     assert good.returncode == 0, good.stdout + good.stderr
     assert "tanh_right/softmax/log_likelihood" in good.stdout and "4-5-3" in good.stdout
 

@@ -60,8 +60,11 @@ def test_unknown_names_list_the_valid_ones(kwargs, message):
     "kwargs, message",
     [
         ({"hidden": "softmax"}, r"output layer only; hidden layers can use \(.*'sigmoid'"),
-        ({"output": "softmax", "cost": "cross_entropy"}, r"needs output activation sigmoid.*"
-         r"with output 'softmax' use cost \(.*'log_likelihood'"),
+        (
+            {"output": "softmax", "cost": "cross_entropy"},
+            r"needs output activation sigmoid.*"
+            r"with output 'softmax' use cost \(.*'log_likelihood'",
+        ),
         ({"cost": "log_likelihood"}, r"needs output activation softmax, got 'sigmoid'"),
         ({"output": "relu", "cost": "cross_entropy"}, r"needs output activation sigmoid"),
     ],
@@ -94,8 +97,12 @@ def test_equal_specs_share_one_compiled_function():
     jitted = jax.jit(f, static_argnames="spec")
     params, xs, ys = random_problem(0, (4, 3), batch=2)
     a = jitted(params, xs, ys, spec=Spec("tanh", "softmax", "log_likelihood"))
-    b = jitted(params, xs, ys, spec=Spec.from_dict(
-        {"hidden": "tanh", "output": "softmax", "cost": "log_likelihood"}))
+    b = jitted(
+        params,
+        xs,
+        ys,
+        spec=Spec.from_dict({"hidden": "tanh", "output": "softmax", "cost": "log_likelihood"}),
+    )
     assert len(traces) == 1 and a == b
     jitted(params, xs, ys, spec=Spec())
     assert len(traces) == 2
@@ -103,11 +110,15 @@ def test_equal_specs_share_one_compiled_function():
 
 def test_registered_names_work_in_spec_and_the_library():
     name = unique("softsign")
-    bpjax.register_activation(name, lambda z: z / (1 + jnp.abs(z)),
-                              lambda z: 1 / (1 + jnp.abs(z)) ** 2)
+    bpjax.register_activation(
+        name, lambda z: z / (1 + jnp.abs(z)), lambda z: 1 / (1 + jnp.abs(z)) ** 2
+    )
     cname = unique("quartic")
-    bpjax.register_cost(cname, lambda z, a, y: jnp.sum((a - y) ** 4),
-                        lambda z, a, y, out: out.vjp(z, a, 4 * (a - y) ** 3))
+    bpjax.register_cost(
+        cname,
+        lambda z, a, y: jnp.sum((a - y) ** 4),
+        lambda z, a, y, out: out.vjp(z, a, 4 * (a - y) ** 3),
+    )
     s = Spec(hidden=name, output=name, cost=cname)
     assert s in allowed_specs() and Spec.from_dict(s.to_dict()) == s
     params, xs, ys = random_problem(1, (5, 4, 3), batch=2)
@@ -124,14 +135,14 @@ def test_registering_a_taken_name_or_a_bad_record_is_refused():
     with pytest.raises(ValueError, match="identifier-like"):
         bpjax.register_activation("my act", jnp.tanh, jnp.cos)
     with pytest.raises(ValueError, match="outputs must be a tuple"):
-        bpjax.register_cost(unique("c"), lambda z, a, y: 0.0, lambda z, a, y, o: a - y,
-                            outputs="sigmoid")
+        bpjax.register_cost(
+            unique("c"), lambda z, a, y: 0.0, lambda z, a, y, o: a - y, outputs="sigmoid"
+        )
 
 
 def test_a_cost_can_restrict_its_outputs():
     name = unique("sigmoid_only")
-    bpjax.register_cost(name, cross_entropy, cross_entropy_delta,
-                        outputs=("sigmoid",))
+    bpjax.register_cost(name, cross_entropy, cross_entropy_delta, outputs=("sigmoid",))
     Spec(cost=name)
     with pytest.raises(ValueError, match="needs output activation sigmoid, got 'tanh'"):
         Spec(output="tanh", cost=name)
