@@ -16,9 +16,10 @@ grows through three routes:
 
 Everything is computed from the forward pass, the hand backward pass (``bpjax.backprop``) and
 the cost's hand-written ``dC/da^L`` (``bpjax.cost``); the tests check it against ``jax.grad``.
-Averaged over examples the parameter nudges are the negative gradient (``mean_wish_list``). A mini-batch's average approximates the average over all N
-examples; ``gradient_moments`` gives the spread of the per-example gradients,
-``expected_minibatch_error`` the error it predicts, ``minibatch_agreement`` the error measured.
+Averaged over examples the parameter nudges are the negative gradient (``mean_wish_list``).
+A mini-batch's average approximates the average over all N examples; ``gradient_moments`` gives
+the spread of the per-example gradients, ``expected_minibatch_error`` the error it predicts,
+``minibatch_agreement`` the error measured.
 """
 
 from __future__ import annotations
