@@ -38,7 +38,11 @@ class MLP(nnx.Module):
     """
 
     def __init__(
-        self, sizes: Sequence[int], *, rngs: nnx.Rngs, param_dtype=jnp.float32,
+        self,
+        sizes: Sequence[int],
+        *,
+        rngs: nnx.Rngs,
+        param_dtype=jnp.float32,
         spec: Spec = DEFAULT_SPEC,
     ):
         sizes = tuple(int(n) for n in sizes)

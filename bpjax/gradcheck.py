@@ -121,9 +121,7 @@ def check_gradients(
     worst_auto = max(e[0] for e in per_layer)
     worst_fd = max(e[1] for e in per_layer)
     passed = bool(worst_auto <= tol and worst_fd <= fd_tol)  # False for NaN
-    return GradCheck(
-        spec, sizes, batch_size, worst_auto, worst_fd, per_layer, tol, fd_tol, passed
-    )
+    return GradCheck(spec, sizes, batch_size, worst_auto, worst_fd, per_layer, tol, fd_tol, passed)
 
 
 def random_sizes(key: jax.Array, max_layers: int = 4, max_width: int = 6) -> tuple[int, ...]:

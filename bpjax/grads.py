@@ -24,7 +24,11 @@ def _check_method(method: str) -> None:
 
 
 def example_grad(
-    params: Params, x: jax.Array, y: jax.Array, method: str = "autodiff", *,
+    params: Params,
+    x: jax.Array,
+    y: jax.Array,
+    method: str = "autodiff",
+    *,
     spec: Spec = DEFAULT_SPEC,
 ) -> Params:
     """One example's gradient of ``example_cost``, with the structure of ``params``."""
@@ -35,7 +39,11 @@ def example_grad(
 
 
 def per_example_grads(
-    params: Params, xs: jax.Array, ys: jax.Array, method: str = "autodiff", *,
+    params: Params,
+    xs: jax.Array,
+    ys: jax.Array,
+    method: str = "autodiff",
+    *,
     spec: Spec = DEFAULT_SPEC,
 ) -> Params:
     """Every example's gradient, stacked: each leaf gets a leading batch axis of size B.
@@ -50,7 +58,11 @@ def per_example_grads(
 
 
 def mean_grad(
-    params: Params, xs: jax.Array, ys: jax.Array, method: str = "autodiff", *,
+    params: Params,
+    xs: jax.Array,
+    ys: jax.Array,
+    method: str = "autodiff",
+    *,
     spec: Spec = DEFAULT_SPEC,
 ) -> Params:
     """The mini-batch's averaged wish list: the mean over examples of their gradients.

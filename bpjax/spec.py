@@ -90,7 +90,9 @@ class Spec:
         fields = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - fields
         if unknown:
-            raise ValueError(f"unknown spec keys {sorted(unknown)}; valid keys are {sorted(fields)}")
+            raise ValueError(
+                f"unknown spec keys {sorted(unknown)}; valid keys are {sorted(fields)}"
+            )
         return cls(**d)
 
     def __str__(self) -> str:

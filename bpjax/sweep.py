@@ -108,7 +108,13 @@ def _check_runs(keys, learning_rates) -> None:
 
 
 def epoch_metrics(
-    params, cost_per_step, finite_per_step, eval_sets: EvalSets, apply_fn, n_classes: int, *,
+    params,
+    cost_per_step,
+    finite_per_step,
+    eval_sets: EvalSets,
+    apply_fn,
+    n_classes: int,
+    *,
     spec: Spec = DEFAULT_SPEC,
 ) -> dict[str, jax.Array]:
     """One run's per-epoch summary: mean train cost, all-finite flag, and each eval set's

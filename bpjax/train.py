@@ -107,7 +107,9 @@ def check_apply_fn(apply_fn: ApplyFn | None, spec: Spec) -> None:
     sets ``apply_fn.spec``) must be trained with that same spec."""
     built_for = getattr(apply_fn, "spec", None)
     if built_for is not None and built_for != spec:
-        raise ValueError(f"apply_fn was built for spec {built_for}, but spec is {spec}; pass the same")
+        raise ValueError(
+            f"apply_fn was built for spec {built_for}, but spec is {spec}; pass the same"
+        )
 
 
 def model_outputs(params, xs, apply_fn: ApplyFn | None, spec: Spec):

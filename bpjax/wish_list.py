@@ -15,10 +15,11 @@ grows through three routes:
                                layer's desire, which it passes back in turn.
 
 Everything is computed from the forward pass, the hand backward pass (``bpjax.backprop``) and
-the cost's hand-written ``dC/da^L`` (``bpjax.cost``); the tests check it against ``jax.grad``. Averaged over examples the parameter nudges are the negative
-gradient (``mean_wish_list``). A mini-batch's average approximates the average over all N
-examples; ``gradient_moments`` gives the spread of the per-example gradients,
-``expected_minibatch_error`` the error it predicts, ``minibatch_agreement`` the error measured.
+the cost's hand-written ``dC/da^L`` (``bpjax.cost``); the tests check it against ``jax.grad``.
+Averaged over examples the parameter nudges are the negative gradient (``mean_wish_list``).
+A mini-batch's average approximates the average over all N examples; ``gradient_moments`` gives
+the spread of the per-example gradients, ``expected_minibatch_error`` the error it predicts,
+``minibatch_agreement`` the error measured.
 """
 
 from __future__ import annotations
@@ -149,8 +150,13 @@ class GradientMoments(NamedTuple):
 
 
 def gradient_moments(
-    params: Params, xs: jax.Array, ys: jax.Array, chunk_size: int = 100, method: str = "backprop",
-    *, spec: Spec = DEFAULT_SPEC,
+    params: Params,
+    xs: jax.Array,
+    ys: jax.Array,
+    chunk_size: int = 100,
+    method: str = "backprop",
+    *,
+    spec: Spec = DEFAULT_SPEC,
 ) -> GradientMoments:
     """Mean and per-parameter variance of the per-example gradients of ``xs`` (N, n_in), ``ys``.
 
@@ -223,7 +229,12 @@ def minibatch_draws(key: jax.Array, n: int, batch_size: int, draws: int) -> jax.
 
 
 def minibatch_agreement(
-    params: Params, xs: jax.Array, ys: jax.Array, full_grad: Params, batches: jax.Array, *,
+    params: Params,
+    xs: jax.Array,
+    ys: jax.Array,
+    full_grad: Params,
+    batches: jax.Array,
+    *,
     spec: Spec = DEFAULT_SPEC,
 ) -> dict[str, jax.Array]:
     """How close mini-batch gradients come to ``full_grad``, the mean gradient over all of xs.

@@ -204,7 +204,7 @@ def analyse(params, x, y, xs_some, ys_some, xs_all, ys_all, epsilon, top_k: int)
     one = wish_list.wish_list(params, x, y)
     some = wish_list.mean_wish_list(params, xs_some, ys_some)
     every = wish_list.mean_wish_list(params, xs_all, ys_all)
-    _, activations = bpjax.forward_trace(params, x)
+    zs, activations = bpjax.forward_trace(params, x)
     base_cost = bpjax.example_cost(params, x, y)
 
     # "The magnitude of each component tells you how sensitive the cost is": move each of the
@@ -234,9 +234,10 @@ def analyse(params, x, y, xs_some, ys_some, xs_all, ys_all, epsilon, top_k: int)
             "every_vs_minus_grad_of_mean_cost": rel_diff(
                 nudges_every, minus(jax.grad(bpjax.cost)(params, xs_all, ys_all))),
             "w_nudge_vs_desire_sigma_prime_source": jnp.max(jnp.stack([
-                rel_diff(layer.w, jnp.outer(d * a * (1 - a), a_prev))
-                for layer, d, a, a_prev in
-                zip(one.layers, desires, activations[1:], activations[:-1], strict=True)])),
+                rel_diff(layer.w, jnp.outer(act.vjp(z, a, d), a_prev))
+                for layer, d, act, z, a, a_prev in
+                zip(one.layers, desires, bpjax.Spec().layer_activations(len(params)), zs,
+                    activations[1:], activations[:-1], strict=True)])),
             "route3_sum_vs_a_prev": jnp.max(jnp.stack([
                 rel_diff(jnp.sum(layer.a_prev_by_neuron, axis=0), layer.a_prev)
                 for layer in one.layers])),

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import bpjax
+from bpjax.spec import Spec, allowed_specs
 from tests.helpers import max_rel_err, random_problem
 
 # 1 to 4 layers, widths 1 to 40, and the two classic MNIST architectures.
@@ -177,3 +178,55 @@ def test_property_backprop_equals_autodiff_for_any_network(sizes, seed, scale):
         hand = jax.jit(bpjax.backprop)(params, xs[0], ys[0])
         auto = jax.jit(jax.grad(bpjax.example_cost))(params, xs[0], ys[0])
         chex.assert_trees_all_close(hand, auto, rtol=1e-10, atol=1e-14)
+
+
+# --- Every model spec: the hand backward pass against jax.grad, per example and averaged. -----
+
+ALL_SPECS = allowed_specs()  # collected before any test registers more
+REPRESENTATIVE = [
+    Spec(),
+    Spec("tanh", "identity", "quadratic_half"),
+    Spec("relu", "sigmoid", "cross_entropy"),
+    Spec("identity", "softmax", "log_likelihood"),
+    Spec("sigmoid", "softmax", "quadratic"),
+]
+
+
+def spec_gradients(params, xs, ys, spec):
+    """Hand per-example, autodiff per-example, hand mean, and jax.grad of the mean cost."""
+    return (
+        bpjax.per_example_grads(params, xs, ys, method="backprop", spec=spec),
+        bpjax.per_example_grads(params, xs, ys, method="autodiff", spec=spec),
+        bpjax.mean_grad(params, xs, ys, method="backprop", spec=spec),
+        jax.grad(lambda p: bpjax.cost(p, xs, ys, spec=spec))(params),
+    )
+
+
+SPEC_GRADIENTS = jax.jit(spec_gradients, static_argnames="spec")
+
+
+def check_spec(spec, sizes, batch, seed):
+    params, xs, ys = random_problem(seed, sizes, batch=batch, dtype=jnp.float64)
+    hand, auto, hand_mean, grad_of_mean = SPEC_GRADIENTS(params, xs, ys, spec=spec)
+    assert max_rel_err(hand, auto) <= 1e-10
+    assert max_rel_err(hand_mean, grad_of_mean) <= 1e-10
+    assert max_rel_err(jax.tree.map(lambda g: g.mean(axis=0), hand), grad_of_mean) <= 1e-10
+
+
+@pytest.mark.parametrize("spec", REPRESENTATIVE, ids=str)
+@pytest.mark.parametrize("sizes, batch", [((5, 3), 1), ((6, 5, 4, 3, 3), 7)], ids=str)
+def test_each_spec_hand_equals_autodiff_per_example_and_averaged(x64, spec, sizes, batch):
+    check_spec(spec, sizes, batch, seed=11)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec", ALL_SPECS, ids=str)
+def test_every_allowed_spec_hand_equals_autodiff_per_example_and_averaged(x64, spec):
+    check_spec(spec, (4, 6, 3, 4), batch=5, seed=12)
+
+
+@pytest.mark.parametrize("spec", REPRESENTATIVE, ids=str)
+def test_backprop_cost_and_mean_reports_the_spec_cost(x64, spec):
+    params, xs, ys = random_problem(13, (5, 4, 3), batch=6, dtype=jnp.float64)
+    c, _ = bpjax.backprop_cost_and_mean(params, xs, ys, spec=spec)
+    np.testing.assert_allclose(c, bpjax.cost(params, xs, ys, spec=spec), rtol=1e-14)

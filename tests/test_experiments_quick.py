@@ -38,16 +38,3 @@ def test_compare_optimizers_quick_run(tmp_path):
     assert set(res["optimizers"]) == expected
     assert {row["optimizer"] for row in res["table"]} == expected
 
-
-def test_gradient_check_table(capsys):
-    from experiments import gradient_check
-
-    rows = gradient_check.main(["--sizes", "5,4,3", "--fd-params", "0"])
-    assert {(r["dtype"], r["layer"], r["param"]) for r in rows} == {
-        (d, layer, p) for d in ("float32", "float64") for layer in (1, 2) for p in ("w", "b")
-    }
-    for r in rows:
-        assert r["max_rel_hand_vs_autodiff"] < (1e-6 if r["dtype"] == "float32" else 1e-12)
-        if r["dtype"] == "float64":
-            assert r["max_rel_hand_vs_fd"] < 1e-6 and r["max_rel_autodiff_vs_fd"] < 1e-6
-    assert "rel hand-grad" in capsys.readouterr().out

@@ -10,11 +10,20 @@ from flax import nnx
 import bpjax
 from bpjax.flax_mlp import MLP, from_bpjax, make_apply_fn, make_init_fn, to_bpjax
 from bpjax.optimizers import make_sweep_optimizer
+from bpjax.spec import Spec
 from bpjax.sweep import run_grid, seed_keys, train_sweep
-from bpjax.train import make_train_step
+from bpjax.train import make_grad_fn, make_train_step
 from tests.helpers import max_rel_err, random_problem
 
 SIZES = (7, 5, 4, 3)
+# Every built-in activation, hidden and at the output, and every built-in cost.
+SPECS = [
+    Spec(),
+    Spec("tanh", "identity", "quadratic_half"),
+    Spec("relu", "sigmoid", "cross_entropy"),
+    Spec("identity", "softmax", "log_likelihood"),
+    Spec("sigmoid", "relu", "quadratic"),
+]
 
 
 def test_conversion_round_trips_and_transposes():
@@ -28,28 +37,48 @@ def test_conversion_round_trips_and_transposes():
     assert max_rel_err(back, params) == 0.0
 
 
+def output_layer(params, xs, spec):
+    zs, activations = jax.vmap(lambda x: bpjax.forward_trace(params, x, spec=spec))(xs)
+    return zs[-1], activations[-1]
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=str)
 @pytest.mark.parametrize("sizes", [SIZES, (5, 2), (4, 9, 9, 9, 2)])
-def test_same_weights_same_outputs(x64, sizes):
+def test_same_weights_same_outputs(x64, sizes, spec):
+    """apply_fn gives z^L, the module a^L, both equal to bpjax's network with the same spec."""
     params, xs, _ = random_problem(1, sizes, batch=6, dtype=jnp.float64)
-    ours = jax.jit(make_apply_fn(sizes))(from_bpjax(params), xs)
+    z, a = output_layer(params, xs, spec)
+    ours = jax.jit(make_apply_fn(sizes, spec=spec))(from_bpjax(params), xs)
     assert ours.dtype == jnp.float64
-    np.testing.assert_allclose(ours, bpjax.forward_batch(params, xs), rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(ours, z, rtol=1e-13, atol=1e-14)
+    graphdef, _ = nnx.split(MLP(sizes, rngs=nnx.Rngs(0), param_dtype=jnp.float64, spec=spec))
+    model = nnx.merge(graphdef, from_bpjax(params))
+    np.testing.assert_allclose(model(xs), a, rtol=1e-13, atol=1e-14)
 
 
 def test_same_outputs_in_float32():
     params, xs, _ = random_problem(2, SIZES, batch=6)
     ours = make_apply_fn(SIZES)(from_bpjax(params), xs)
-    np.testing.assert_allclose(ours, bpjax.forward_batch(params, xs), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(jax.nn.sigmoid(ours), bpjax.forward_batch(params, xs),
+                               rtol=1e-5, atol=1e-6)
 
 
-def test_same_weights_same_gradients(x64):
+@pytest.mark.parametrize("spec", SPECS, ids=str)
+def test_same_weights_same_gradients(x64, spec):
     params, xs, ys = random_problem(3, SIZES, batch=8, dtype=jnp.float64)
-    apply_fn = make_apply_fn(SIZES)
-    flax_grad = jax.jit(jax.grad(lambda s: bpjax.squared_error(apply_fn(s, xs), ys)))(
-        from_bpjax(params)
-    )
-    assert max_rel_err(to_bpjax(flax_grad), jax.grad(bpjax.cost)(params, xs, ys)) < 1e-12
-    assert max_rel_err(to_bpjax(flax_grad), bpjax.backprop_mean(params, xs, ys)) < 1e-12
+    grad_fn = make_grad_fn(apply_fn=make_apply_fn(SIZES, spec=spec), spec=spec)
+    flax_cost, flax_grad = jax.jit(grad_fn)(from_bpjax(params), xs, ys)
+    np.testing.assert_allclose(flax_cost, bpjax.cost(params, xs, ys, spec=spec), rtol=1e-13)
+    auto = jax.grad(lambda p: bpjax.cost(p, xs, ys, spec=spec))(params)
+    assert max_rel_err(to_bpjax(flax_grad), auto) < 1e-12
+    assert max_rel_err(to_bpjax(flax_grad), bpjax.backprop_mean(params, xs, ys, spec=spec)) < 1e-12
+
+
+def test_training_with_another_spec_than_the_apply_fn_was_built_for_is_refused():
+    apply_fn = make_apply_fn(SIZES, spec=Spec(hidden="tanh"))
+    assert apply_fn.spec == Spec(hidden="tanh")
+    with pytest.raises(ValueError, match="apply_fn was built for spec tanh/sigmoid/quadratic"):
+        make_train_step(optax.sgd(1.0), apply_fn=apply_fn)
 
 
 def test_training_step_follows_the_pure_network(x64):

@@ -37,6 +37,29 @@ def test_init_is_deterministic_for_a_key_and_differs_across_keys():
     assert not np.allclose(a[0]["w"], c[0]["w"])
 
 
+@pytest.mark.parametrize(
+    "hidden, output, reference",
+    [
+        ("tanh", "softmax", lambda z: np.exp(z - z.max()) / np.sum(np.exp(z - z.max()))),
+        ("relu", "identity", lambda z: z),
+        ("identity", "relu", lambda z: np.maximum(z, 0)),
+    ],
+)
+def test_forward_trace_follows_the_spec(hidden, output, reference):
+    hidden_ref = {"tanh": np.tanh, "relu": lambda z: np.maximum(z, 0), "identity": lambda z: z}
+    spec = bpjax.Spec(hidden=hidden, output=output,
+                      cost="log_likelihood" if output == "softmax" else "quadratic")
+    params, xs, _ = random_problem(0, (6, 5, 4, 3), batch=3)
+    zs, activations = bpjax.forward_trace(params, xs[0], spec=spec)
+    for i, (layer, z, a_next) in enumerate(zip(params, zs, activations[1:], strict=True)):
+        np.testing.assert_allclose(z, layer["w"] @ activations[i] + layer["b"], rtol=1e-6)
+        f = reference if i == len(params) - 1 else hidden_ref[hidden]
+        np.testing.assert_allclose(a_next, f(np.asarray(z)), rtol=1e-6, atol=1e-7)
+    out = bpjax.forward_batch(params, xs, spec=spec)
+    np.testing.assert_allclose(out[0], activations[-1], rtol=1e-6)
+    np.testing.assert_array_equal(bpjax.predict(params, xs, spec=spec), np.argmax(out, axis=1))
+
+
 def test_forward_trace_matches_the_math():
     params, xs, _ = random_problem(0, (6, 5, 4, 3), batch=1)
     zs, activations = bpjax.forward_trace(params, xs[0])

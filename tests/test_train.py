@@ -1,5 +1,7 @@
 """Training: steps, the scanned SGD epoch, full-batch GD, evaluation."""
 
+import functools
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -9,6 +11,8 @@ import pytest
 
 import bpjax
 from bpjax import train
+from bpjax.data import load_mnist
+from bpjax.spec import Spec
 from tests.helpers import max_rel_err
 
 
@@ -109,3 +113,86 @@ def test_a_diverging_step_is_flagged_in_its_metrics():
 def test_backprop_with_an_apply_fn_is_refused():
     with pytest.raises(ValueError, match="use 'autodiff' with apply_fn"):
         train.make_grad_fn("backprop", apply_fn=bpjax.forward_batch)
+
+
+SPECS = [
+    Spec("tanh", "softmax", "log_likelihood"),
+    Spec("relu", "sigmoid", "cross_entropy"),
+    Spec("sigmoid", "identity", "quadratic_half"),
+]
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=str)
+@pytest.mark.parametrize("method", train.GRAD_METHODS)
+def test_every_grad_method_follows_the_spec(x64, spec, method):
+    params, x, labels = problem(n=30, sizes=(6, 5, 4), dtype=jnp.float64)
+    y = bpjax.one_hot(labels, 4, dtype=jnp.float64)
+    c, g = jax.jit(train.make_grad_fn(method, spec=spec))(params, x, y)
+    np.testing.assert_allclose(c, bpjax.cost(params, x, y, spec=spec), rtol=1e-13)
+    assert max_rel_err(g, jax.grad(lambda p: bpjax.cost(p, x, y, spec=spec))(params)) < 1e-10
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=str)
+def test_train_step_evaluate_and_full_batch_step_follow_the_spec(x64, spec):
+    params, x, labels = problem(n=100, sizes=(6, 5, 4), dtype=jnp.float64)
+    y = bpjax.one_hot(labels, 4, dtype=jnp.float64)
+    opt = optax.adam(5e-2)
+    step = jax.jit(train.make_train_step(opt, "backprop", spec=spec))
+    p, s = params, opt.init(params)
+    before = float(bpjax.cost(params, x, y, spec=spec))
+    for _ in range(20):
+        p, s, m = step(p, s, x, y)
+    assert bool(m["finite"]) and float(bpjax.cost(p, x, y, spec=spec)) < 0.97 * before
+    ev = train.make_evaluate(n_classes=4, spec=spec)(p, x, labels)
+    np.testing.assert_allclose(ev["cost"], bpjax.cost(p, x, y, spec=spec), rtol=1e-13)
+    np.testing.assert_allclose(ev["accuracy"], bpjax.accuracy(p, x, labels, spec=spec))
+    gd = train.make_full_batch_step(optax.sgd(0.5), chunk_size=30, n_classes=4, spec=spec)
+    new, _, metrics = gd(params, optax.sgd(0.5).init(params), x, labels)
+    full = jax.grad(lambda q: bpjax.cost(q, x, y, spec=spec))(params)
+    assert max_rel_err(new, jax.tree.map(lambda q, g: q - 0.5 * g, params, full)) < 1e-12
+    np.testing.assert_allclose(metrics["cost"], before, rtol=1e-12)
+
+
+def test_a_jitted_train_step_traces_once_per_spec():
+    params, x, labels = problem(n=20, sizes=(6, 5, 4))
+    y = bpjax.one_hot(labels, 4)
+    opt = optax.sgd(0.1)
+    traces = []
+
+    @functools.partial(jax.jit, static_argnames="spec")
+    def step(params, opt_state, xb, yb, spec):
+        traces.append(spec)
+        return train.make_train_step(opt, "backprop", spec=spec)(params, opt_state, xb, yb)
+
+    spec = Spec("tanh", "softmax", "log_likelihood")
+    p, s, _ = step(params, opt.init(params), x, y, spec=spec)
+    p, s, _ = step(p, s, x + 0.5, y, spec=Spec.from_dict(spec.to_dict()))  # equal, new object
+    assert traces == [spec]
+    step(p, s, x, y, spec=Spec())
+    assert len(traces) == 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", bpjax.METHODS)
+@pytest.mark.parametrize(
+    "spec, lr",
+    [
+        (Spec(), 3.0),
+        (Spec(cost="quadratic_half"), 6.0),
+        (Spec(cost="cross_entropy"), 0.5),
+        (Spec(output="softmax", cost="log_likelihood"), 0.5),
+    ],
+    ids=str,
+)
+def test_each_cost_learns_mnist5k(spec, lr, method):
+    ds = load_mnist("mnist5k", verbose=False)
+    x, labels = jnp.asarray(ds.x_train), jnp.asarray(ds.y_train)
+    params = bpjax.init_params(jax.random.key(0), (784, 30, 10))
+    opt = optax.sgd(lr)
+    epoch = train.make_sgd_epoch(train.make_train_step(opt, method, spec=spec), 10)
+    s = opt.init(params)
+    for e in range(3):
+        params, s, m = epoch(params, s, x, labels, jax.random.key(e))
+    assert bool(jnp.all(m["finite"]))
+    acc = train.make_evaluate(spec=spec)(params, jnp.asarray(ds.x_test), jnp.asarray(ds.y_test))
+    assert float(acc["accuracy"]) > 0.8  # chance is 0.1

@@ -2,6 +2,7 @@
 
 import itertools
 import json
+import uuid
 
 import chex
 import jax
@@ -11,6 +12,7 @@ import pytest
 
 import bpjax
 from bpjax import wish_list as wl
+from bpjax.spec import Spec
 from tests.helpers import max_rel_err, random_problem
 
 ARCHITECTURES = [(3, 1), (7, 6, 5, 3)]
@@ -251,3 +253,59 @@ def test_wish_list_experiment_never_overwrites(tmp_path):
         experiment.main(["--quick", "--out", str(tmp_path)])
     assert e.value.code == 2
     assert (tmp_path / "keep.txt").read_text() == "earlier result"
+
+
+SPECS = [
+    Spec("tanh", "softmax", "log_likelihood"),
+    Spec("relu", "sigmoid", "cross_entropy"),
+    Spec("identity", "tanh", "quadratic_half"),
+    Spec("sigmoid", "softmax", "quadratic"),
+]
+
+
+def cost_after(params, first, a, y, spec):
+    """The example's cost as a function of layer ``first``'s input activations ``a``
+    (``first`` < L), through the spec's activations and cost."""
+    acts = spec.layer_activations(len(params))
+    for layer, act in zip(params[first:], acts[first:], strict=True):
+        z = layer["w"] @ a + layer["b"]
+        a = act.f(z)
+    return spec.cost_function.cost(z, a, y)
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=str)
+def test_every_route_against_autodiff_for_each_spec(x64, spec):
+    """The spec's wish list: nudges = -jax.grad; each desire = -jax.grad of the cost w.r.t. the
+    activations; route 1 = the desire through jax.vjp of the activation function."""
+    params, xs, ys = random_problem(1, (7, 6, 5, 3), batch=2, dtype=jnp.float64)
+    grad = jax.grad(lambda p, x, y: bpjax.example_cost(p, x, y, spec=spec))
+    desire = jax.grad(lambda a, first, y: cost_after(params, first, a, y, spec))
+    acts = spec.layer_activations(len(params))
+    for x, y in zip(xs, ys, strict=True):
+        wishes = wl.wish_list(params, x, y, spec=spec)
+        assert max_rel_err(wl.parameter_nudges(wishes), negate(grad(params, x, y))) <= 1e-10
+        zs, activations = bpjax.forward_trace(params, x, spec=spec)
+        desires = wl.activation_desires(wishes)
+        for i, layer in enumerate(wishes.layers):
+            if i < len(params) - 1:
+                np.testing.assert_allclose(desires[i], -desire(activations[i + 1], i + 1, y),
+                                           rtol=1e-10, atol=1e-14)
+            np.testing.assert_allclose(layer.a_prev, -desire(activations[i], i, y),
+                                       rtol=1e-10, atol=1e-14)
+            through = jax.vjp(acts[i].f, zs[i])[1](desires[i])[0]
+            np.testing.assert_allclose(layer.b, through, rtol=1e-10, atol=1e-14)
+            np.testing.assert_allclose(layer.w, jnp.outer(through, activations[i]),
+                                       rtol=1e-10, atol=1e-14)
+    mean = wl.mean_wish_list(params, xs, ys, spec=spec)
+    stacked = jax.vmap(lambda x, y: wl.wish_list(params, x, y, spec=spec))(xs, ys)
+    chex.assert_trees_all_close(mean, jax.tree.map(lambda t: t.mean(axis=0), stacked),
+                                rtol=1e-10, atol=1e-14)
+
+
+def test_a_cost_without_dC_da_is_refused_by_the_wish_list():
+    name = f"no_output_grad_{uuid.uuid4().hex[:8]}"
+    bpjax.register_cost(name, lambda z, a, y: jnp.sum((a - y) ** 2),
+                        lambda z, a, y, out: out.vjp(z, a, 2 * (a - y)))
+    params, xs, ys = random_problem(0, (3, 2), batch=2)
+    with pytest.raises(ValueError, match="has no hand-written dC/da"):
+        wl.wish_list(params, xs[0], ys[0], spec=Spec(cost=name))
