@@ -7,7 +7,9 @@ gradient noise scale that is meant to predict it (McCandlish et al. 2018).
 
 For every batch size B (``--batch-sizes``; 0 = all N training examples, i.e. full-batch gradient
 descent), plain SGD with a constant learning rate trains ``--seeds`` seeds x a log grid of
-learning rates (``lr_max * B / (B + lr_knee)`` times ``--lr-factors``) as one vmapped program,
+learning rates (``lr_max * B / (B + lr_knee)`` times ``--lr-factors``; from ``--saturated-from``
+on, where the tuned rate has stopped growing and a step costs B examples, times
+``--saturated-factors``, by default the guess alone) as one vmapped program,
 evaluated on the validation split every ``--eval-examples`` examples (at least every step), and
 stops as soon as one learning rate has every seed at ``--target`` validation accuracy: that rate
 is B's tuned rate (fewest steps for its slowest seed). If it lies at the edge of the grid the
@@ -46,8 +48,12 @@ class Config(runtime.DataOptions, runtime.ModelOptions, runtime.RunOptions):
     target: float = flag(0.9, "validation accuracy every run trains to")
     seeds: int = flag(3, "seeds per learning rate")
     lr_max: float = flag(4.0, "the learning-rate guess lr_max * B / (B + lr_knee) centres B's grid")
-    lr_knee: float = flag(32.0, "batch size where the guessed rate is half of --lr-max")
+    lr_knee: float = flag(100.0, "batch size where the guessed rate is half of --lr-max")
     lr_factors: tuple[float, ...] = flag((0.5, 1.0, 2.0), "B's grid: the guess times these")
+    saturated_from: int = flag(8192, "from this batch size on, the grid is --saturated-factors "
+                               "(the tuned rate has stopped growing; each step costs B examples)")
+    saturated_factors: tuple[float, ...] = flag((1.0,), "the grid's factors from "
+                                                "--saturated-from on")
     extend: int = flag(2, "times the grid may grow past an edge where the best rate lies")
     eval_examples: int = flag(2500, "evaluate every this many examples (at least every step)")
     max_epochs: int = flag(20, "budget per run in epochs (or --min-steps steps if more)")
@@ -66,8 +72,10 @@ class Config(runtime.DataOptions, runtime.ModelOptions, runtime.RunOptions):
             raise runtime.ConfigError(f"--target must be an accuracy in (0, 1), got {self.target}")
         options.positive_rate("lr_max", self.lr_max)
         options.positive_rate("lr_knee", self.lr_knee)
-        for f in self.lr_factors:
+        for f in (*self.lr_factors, *self.saturated_factors):
             options.positive_rate("lr_factors", f)
+        if not self.lr_factors or not self.saturated_factors:
+            raise runtime.ConfigError("--lr-factors and --saturated-factors need >= 1 value")
         for name in ("seeds", "eval_examples", "max_epochs", "min_steps", "noise_chunk"):
             options.at_least(name, getattr(self, name))
         options.at_least("extend", self.extend, 0)
@@ -137,7 +145,8 @@ def _noise_scale(params, x, labels, *, chunk_size, spec):
 
 def lr_grid(cfg: Config, b: int) -> list[float]:
     guess = cfg.lr_max * b / (b + cfg.lr_knee)
-    return [guess * f for f in sorted(cfg.lr_factors)]
+    factors = cfg.saturated_factors if b >= cfg.saturated_from else cfg.lr_factors
+    return [guess * f for f in sorted(set(factors))]
 
 
 def tune_batch_size(cfg: Config, ctx: runtime.Context, data: dict, b: int) -> dict:
@@ -157,7 +166,8 @@ def tune_batch_size(cfg: Config, ctx: runtime.Context, data: dict, b: int) -> di
         best = _winner(tried)
         ordered = sorted(tried)
         pending = []
-        if best is not None and extensions < cfg.extend and best in (ordered[0], ordered[-1]):
+        at_edge = len(ordered) > 1 and best in (ordered[0], ordered[-1])
+        if best is not None and extensions < cfg.extend and at_edge:
             factor = ordered[1] / ordered[0] if len(ordered) > 1 else 2.0
             pending = [best / factor if best == ordered[0] else best * factor]
             extensions += 1
@@ -170,7 +180,7 @@ def tune_batch_size(cfg: Config, ctx: runtime.Context, data: dict, b: int) -> di
         return {**row, "lr": None, "steps": [np.nan] * cfg.seeds, "steps_mean": np.nan,
                 "steps_std": np.nan, "params_at_target": []}
     steps = tried[best]["steps"]
-    return {**row, "lr": best, "lr_at_edge": best in (min(tried), max(tried)),
+    return {**row, "lr": best, "lr_at_edge": len(tried) > 1 and best in (min(tried), max(tried)),
             "steps": steps.tolist(), "steps_mean": float(steps.mean()),
             "steps_std": float(steps.std(ddof=1)) if steps.size > 1 else 0.0,
             "examples_mean": float(steps.mean() * b), "params_at_target": tried[best]["params"]}

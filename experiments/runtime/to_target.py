@@ -69,7 +69,9 @@ def make_chunk(step, batch_size: int, n: int, n_classes: int = 10):
 def _crossing(prev_step, prev_value, step, value, target, sign) -> float:
     """The interpolated step where the metric crossed ``target`` (``sign`` +1: rising)."""
     a, b = sign * (prev_value - target), sign * (value - target)
-    if not np.isfinite(prev_value) or a >= 0 or b == a:
+    if np.isfinite(prev_value) and a >= 0:
+        return float(prev_step)
+    if not np.isfinite(prev_value) or b == a:
         return float(step)
     return float(prev_step + (step - prev_step) * (-a) / (b - a))
 
