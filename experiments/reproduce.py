@@ -118,6 +118,12 @@ RECIPES: dict[str, Recipe] = {
         96.0, "test", "the shared default recipe of experiments.train (compared with 3Blue1Brown's "
         "~96%)", "",
         "--sizes 784,16,16,10"),
+    "bpjax_recipe": Recipe(
+        96.0, "test", "experiments.recipe_search: the best of 16 recipes by validation accuracy "
+        "(docs/reproductions.md); its L2 decays biases too, so run this row with --decay-biases",
+        "", "--sizes 784,16,16,10 --hidden sigmoid --output softmax --cost log_likelihood "
+        "--optimizer momentum --lr 0.1 --schedule cosine --weight-decay 1e-4 --epochs 60 "
+        "--batch-size 100 --validation 10000"),
 }
 
 

@@ -50,7 +50,8 @@ def _problem(n=256, seed=0):
     return x, labels
 
 
-@pytest.mark.parametrize("b", [16, pytest.param(64, marks=pytest.mark.slow)])  # 64: full batch
+@pytest.mark.slow
+@pytest.mark.parametrize("b", [16, 64])  # 64: the full batch
 def test_train_to_target_stops_when_told_and_records_steps(b):
     x, labels = _problem(64)
     tx = optimizers.make_sweep_optimizer("sgd")
@@ -73,10 +74,7 @@ def test_train_to_target_stops_when_told_and_records_steps(b):
 
 def test_train_to_target_rejects_bad_arguments():
     x, labels = _problem(32)
-    tx = optimizers.make_sweep_optimizer("sgd")
-    keys = sweep.seed_keys([0])
-    params, opt_state = sweep.init_runs(tx, lambda k: bpjax.init_params(k, (784, 4, 10)), keys,
-                                        np.array([0.1]))
+    tx, keys, params, opt_state = None, sweep.seed_keys([0]), None, None  # checked before use
     kwargs = dict(eval_set=(x, labels), target=0.5, eval_every=1, max_steps=1,
                   spec=bpjax.Spec())
     with pytest.raises(ValueError, match="batch_size must be in"):
