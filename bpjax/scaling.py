@@ -43,8 +43,7 @@ def _check_pairs(steps, examples) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"need one E per S: got {s.size} steps and {e.size} examples")
     if s.size < 2:
         raise ValueError(f"fitting S_min and E_min needs at least 2 (S, E) pairs, got {s.size}")
-    if not (np.all(np.isfinite(s)) and np.all(np.isfinite(e)) and np.all(s > 0)
-            and np.all(e > 0)):
+    if not (np.all(np.isfinite(s)) and np.all(np.isfinite(e)) and np.all(s > 0) and np.all(e > 0)):
         raise ValueError("steps and examples must be finite and > 0")
     if np.any(e < s):
         raise ValueError("examples must be >= steps (E = B S with batch size B >= 1)")

@@ -42,18 +42,24 @@ DEFAULT_BATCH_SIZES = (1, 4, 16, 64, 256, 1024, 4096, 16384, 0)
 
 @dataclasses.dataclass(frozen=True)
 class Config(runtime.DataOptions, runtime.ModelOptions, runtime.RunOptions):
-    batch_sizes: tuple[int, ...] = flag(DEFAULT_BATCH_SIZES, "mini-batch sizes (0: all N "
-                                        "training examples, full-batch gradient descent)",
-                                        metavar="B,...")
+    batch_sizes: tuple[int, ...] = flag(
+        DEFAULT_BATCH_SIZES,
+        "mini-batch sizes (0: all N training examples, full-batch gradient descent)",
+        metavar="B,...",
+    )
     target: float = flag(0.9, "validation accuracy every run trains to")
     seeds: int = flag(3, "seeds per learning rate")
     lr_max: float = flag(4.0, "the learning-rate guess lr_max * B / (B + lr_knee) centres B's grid")
     lr_knee: float = flag(100.0, "batch size where the guessed rate is half of --lr-max")
     lr_factors: tuple[float, ...] = flag((0.5, 1.0, 2.0), "B's grid: the guess times these")
-    saturated_from: int = flag(8192, "from this batch size on, the grid is --saturated-factors "
-                               "(the tuned rate has stopped growing; each step costs B examples)")
-    saturated_factors: tuple[float, ...] = flag((1.0,), "the grid's factors from "
-                                                "--saturated-from on")
+    saturated_from: int = flag(
+        8192,
+        "from this batch size on, the grid is --saturated-factors "
+        "(the tuned rate has stopped growing; each step costs B examples)",
+    )
+    saturated_factors: tuple[float, ...] = flag(
+        (1.0,), "the grid's factors from --saturated-from on"
+    )
     extend: int = flag(2, "times the grid may grow past an edge where the best rate lies")
     eval_examples: int = flag(2500, "evaluate every this many examples (at least every step)")
     max_epochs: int = flag(20, "budget per run in epochs (or --min-steps steps if more)")
@@ -63,11 +69,14 @@ class Config(runtime.DataOptions, runtime.ModelOptions, runtime.RunOptions):
     def check(self) -> None:
         super().check()
         if self.validation < 1:
-            raise runtime.ConfigError("--validation: the target is measured on a validation "
-                                      "split; give one, e.g. --validation 10000")
+            raise runtime.ConfigError(
+                "--validation: the target is measured on a validation "
+                "split; give one, e.g. --validation 10000"
+            )
         if not self.batch_sizes or min(self.batch_sizes) < 0:
-            raise runtime.ConfigError(f"--batch-sizes must be >= 1 (or 0: all), got "
-                                      f"{self.batch_sizes}")
+            raise runtime.ConfigError(
+                f"--batch-sizes must be >= 1 (or 0: all), got {self.batch_sizes}"
+            )
         if not 0 < self.target < 1:
             raise runtime.ConfigError(f"--target must be an accuracy in (0, 1), got {self.target}")
         options.positive_rate("lr_max", self.lr_max)
@@ -83,13 +92,24 @@ class Config(runtime.DataOptions, runtime.ModelOptions, runtime.RunOptions):
     def check_data(self, ds) -> None:
         n = len(ds.y_train)
         if max(self.batch_sizes) > n:
-            raise runtime.ConfigError(f"--batch-sizes {max(self.batch_sizes)} is larger than the "
-                                      f"{n} training examples (0 means all of them)")
+            raise runtime.ConfigError(
+                f"--batch-sizes {max(self.batch_sizes)} is larger than the "
+                f"{n} training examples (0 means all of them)"
+            )
 
 
-QUICK = {"source": "mnist5k", "validation": 1000, "batch_sizes": (8, 64, 0), "seeds": 2,
-         "target": 0.8, "lr_factors": (1.0, 2.0), "extend": 0, "min_steps": 200,
-         "max_epochs": 10, "eval_examples": 500}
+QUICK = {
+    "source": "mnist5k",
+    "validation": 1000,
+    "batch_sizes": (8, 64, 0),
+    "seeds": 2,
+    "target": 0.8,
+    "lr_factors": (1.0, 2.0),
+    "extend": 0,
+    "min_steps": 200,
+    "max_epochs": 10,
+    "eval_examples": 500,
+}
 
 
 def run(cfg: Config, ctx: runtime.Context) -> dict:
@@ -106,18 +126,23 @@ def run(cfg: Config, ctx: runtime.Context) -> dict:
         rows = restored[2]["rows"]
     moments = jax.jit(_noise_scale, static_argnames=("chunk_size", "spec"))
     sizes = [b or n for b in cfg.batch_sizes]
-    for i, b in enumerate(sizes[len(rows):], start=len(rows)):
+    for i, b in enumerate(sizes[len(rows) :], start=len(rows)):
         with ctx.training(), ctx.phase("training"):
             row = tune_batch_size(cfg, ctx, data, b)
         with ctx.phase("noise_scale"):
             x, labels = data["train"]
-            row["b_noise"] = [float(moments(p, x, labels, chunk_size=cfg.noise_chunk,
-                                            spec=cfg.spec()))
-                              for p in row.pop("params_at_target") if p is not None]
+            row["b_noise"] = [
+                float(moments(p, x, labels, chunk_size=cfg.noise_chunk, spec=cfg.spec()))
+                for p in row.pop("params_at_target")
+                if p is not None
+            ]
         rows.append(row)
         ctx.say(_line(row))
-        ctx.epoch_end(i + 1, lambda: ({"rows_done": np.asarray(len(rows))}, {"rows": rows}),
-                      final=i + 1 == len(sizes))
+        ctx.epoch_end(
+            i + 1,
+            lambda: ({"rows_done": np.asarray(len(rows))}, {"rows": rows}),
+            final=i + 1 == len(sizes),
+        )
     results = {"spec": cfg.spec().to_dict(), "n_train": n, "target": cfg.target, "rows": rows}
     done = [r for r in rows if np.isfinite(float(r["steps_mean"]))]
     if len({r["batch_size"] for r in done}) >= 2:
@@ -125,8 +150,11 @@ def run(cfg: Config, ctx: runtime.Context) -> dict:
         b = np.array([r["batch_size"] for r in done], dtype=np.float64)
         results["fit"] = scaling.fit_steps_examples(s, s * b)._asdict()
         per_seed = np.array([r["steps"] for r in done], dtype=float)  # (n_B, seeds)
-        fits = [scaling.fit_steps_examples(per_seed[:, j], per_seed[:, j] * b)._asdict()
-                for j in range(per_seed.shape[1]) if np.isfinite(per_seed[:, j]).all()]
+        fits = [
+            scaling.fit_steps_examples(per_seed[:, j], per_seed[:, j] * b)._asdict()
+            for j in range(per_seed.shape[1])
+            if np.isfinite(per_seed[:, j]).all()
+        ]
         results["fit_per_seed"] = fits
     results["table"] = table(results)
     return results
@@ -138,8 +166,9 @@ def _noise_scale(params, x, labels, *, chunk_size, spec):
     from bpjax.train import as_inputs, input_dtype
 
     xs = as_inputs(x, input_dtype(params, x))
-    moments = wish_list.gradient_moments(params, xs, one_hot(labels, 10, dtype=xs.dtype),
-                                         chunk_size, spec=spec)
+    moments = wish_list.gradient_moments(
+        params, xs, one_hot(labels, 10, dtype=xs.dtype), chunk_size, spec=spec
+    )
     return moments.total_variance() / wish_list.tree_dot(moments.mean, moments.mean)
 
 
@@ -172,18 +201,35 @@ def tune_batch_size(cfg: Config, ctx: runtime.Context, data: dict, b: int) -> di
             pending = [best / factor if best == ordered[0] else best * factor]
             extensions += 1
     best = _winner(tried)
-    row = {"batch_size": b, "lrs_tried": sorted(tried), "eval_every": every, "budget_steps": budget,
-           "seconds": sum(t["seconds"] for t in tried.values()),
-           "tried": {f"{lr:.6g}": {"steps": tried[lr]["steps"].tolist()} for lr in sorted(tried)}}
+    row = {
+        "batch_size": b,
+        "lrs_tried": sorted(tried),
+        "eval_every": every,
+        "budget_steps": budget,
+        "seconds": sum(t["seconds"] for t in tried.values()),
+        "tried": {f"{lr:.6g}": {"steps": tried[lr]["steps"].tolist()} for lr in sorted(tried)},
+    }
     if best is None:
         ctx.say(f"B={b}: no learning rate of {sorted(tried)} reached the target in {budget} steps")
-        return {**row, "lr": None, "steps": [np.nan] * cfg.seeds, "steps_mean": np.nan,
-                "steps_std": np.nan, "params_at_target": []}
+        return {
+            **row,
+            "lr": None,
+            "steps": [np.nan] * cfg.seeds,
+            "steps_mean": np.nan,
+            "steps_std": np.nan,
+            "params_at_target": [],
+        }
     steps = tried[best]["steps"]
-    return {**row, "lr": best, "lr_at_edge": len(tried) > 1 and best in (min(tried), max(tried)),
-            "steps": steps.tolist(), "steps_mean": float(steps.mean()),
-            "steps_std": float(steps.std(ddof=1)) if steps.size > 1 else 0.0,
-            "examples_mean": float(steps.mean() * b), "params_at_target": tried[best]["params"]}
+    return {
+        **row,
+        "lr": best,
+        "lr_at_edge": len(tried) > 1 and best in (min(tried), max(tried)),
+        "steps": steps.tolist(),
+        "steps_mean": float(steps.mean()),
+        "steps_std": float(steps.std(ddof=1)) if steps.size > 1 else 0.0,
+        "examples_mean": float(steps.mean() * b),
+        "params_at_target": tried[best]["params"],
+    }
 
 
 def _winner(tried: dict[float, dict]) -> float | None:
@@ -192,8 +238,9 @@ def _winner(tried: dict[float, dict]) -> float | None:
     return min(done, key=done.get) if done else None
 
 
-def sweep_rates(cfg: Config, data: dict, b: int, lrs: list[float], max_steps: int,
-                every: int) -> dict[float, dict]:
+def sweep_rates(
+    cfg: Config, data: dict, b: int, lrs: list[float], max_steps: int, every: int
+) -> dict[float, dict]:
     """Train ``lrs`` x seeds together until one rate has every seed at the target."""
     import jax
 
@@ -205,49 +252,74 @@ def sweep_rates(cfg: Config, data: dict, b: int, lrs: list[float], max_steps: in
     seeds = list(range(cfg.seed, cfg.seed + cfg.seeds))
     rates, run_seeds = sweep.run_grid(lrs, seeds)
     pairs = jax.vmap(lambda s: jax.random.split(jax.random.key(s)))(
-        jax.numpy.asarray(run_seeds, "uint32"))
+        jax.numpy.asarray(run_seeds, "uint32")
+    )
     tx = optimizers.make_sweep_optimizer("sgd")
     params, opt_state = sweep.init_runs(
-        tx, lambda k: bpjax.init_params(k, cfg.sizes, init=cfg.init), pairs[:, 0], rates)
+        tx, lambda k: bpjax.init_params(k, cfg.sizes, init=cfg.init), pairs[:, 0], rates
+    )
     n_seeds = len(seeds)
 
     def one_rate_done(hit):
         return bool(hit.reshape(len(lrs), n_seeds).all(axis=1).any())
 
-    got = train_to_target(tx, params, opt_state, x, labels, pairs[:, 1], batch_size=b,
-                          eval_set=data["validation"], target=cfg.target, eval_every=every,
-                          max_steps=max_steps, spec=cfg.spec(), method=cfg.method,
-                          stop=one_rate_done)
+    got = train_to_target(
+        tx,
+        params,
+        opt_state,
+        x,
+        labels,
+        pairs[:, 1],
+        batch_size=b,
+        eval_set=data["validation"],
+        target=cfg.target,
+        eval_every=every,
+        max_steps=max_steps,
+        spec=cfg.spec(),
+        method=cfg.method,
+        stop=one_rate_done,
+    )
     steps = got.steps.reshape(len(lrs), n_seeds)
-    return {lr: {"steps": steps[i], "seconds": got.seconds / len(lrs),
-                 "params": got.params_at_target[i * n_seeds:(i + 1) * n_seeds]}
-            for i, lr in enumerate(lrs)}
+    return {
+        lr: {
+            "steps": steps[i],
+            "seconds": got.seconds / len(lrs),
+            "params": got.params_at_target[i * n_seeds : (i + 1) * n_seeds],
+        }
+        for i, lr in enumerate(lrs)
+    }
 
 
 def _line(row: dict) -> str:
     if row["lr"] is None:
         return f"B={row['batch_size']}: target not reached"
-    return (f"B={row['batch_size']}: lr {row['lr']:.3g}, S {row['steps_mean']:.1f} ± "
-            f"{row['steps_std']:.1f}, E {row['examples_mean']:.0f}, B_noise "
-            f"{np.mean(row['b_noise']):.0f}, {row['seconds']:.0f} s")
+    return (
+        f"B={row['batch_size']}: lr {row['lr']:.3g}, S {row['steps_mean']:.1f} ± "
+        f"{row['steps_std']:.1f}, E {row['examples_mean']:.0f}, B_noise "
+        f"{np.mean(row['b_noise']):.0f}, {row['seconds']:.0f} s"
+    )
 
 
 def table(results: dict) -> str:
     """The markdown table of a run: one row per batch size, then the fit and B_noise."""
-    lines = ["| B | tuned lr (grid) | steps S | examples E | B_noise at target | time |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| B | tuned lr (grid) | steps S | examples E | B_noise at target | time |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in results["rows"]:
         grid = ", ".join(f"{v:.3g}" for v in r["lrs_tried"])
         if r["lr"] is None:
-            lines.append(f"| {r['batch_size']} | none reached ({grid}) | – | – | – | "
-                         f"{r['seconds']:.0f} s |")
+            lines.append(
+                f"| {r['batch_size']} | none reached ({grid}) | – | – | – | {r['seconds']:.0f} s |"
+            )
             continue
         edge = " (edge)" if r.get("lr_at_edge") else ""
         bn = np.asarray(r["b_noise"])
         lines.append(
             f"| {r['batch_size']} | {r['lr']:.3g}{edge} ({grid}) | {r['steps_mean']:.1f} ± "
             f"{r['steps_std']:.1f} | {r['examples_mean']:.0f} | {bn.mean():.0f} ± "
-            f"{bn.std(ddof=1) if bn.size > 1 else 0:.0f} | {r['seconds']:.0f} s |")
+            f"{bn.std(ddof=1) if bn.size > 1 else 0:.0f} | {r['seconds']:.0f} s |"
+        )
     if "fit" in results:
         f, per = results["fit"], results.get("fit_per_seed", [])
 
@@ -255,14 +327,19 @@ def table(results: dict) -> str:
             v = np.array([p[key] for p in per])
             return f" ± {v.std(ddof=1):.3g} over seeds" if v.size > 1 else ""
 
-        noise = np.concatenate([np.asarray(r["b_noise"]) for r in results["rows"]
-                                if r.get("b_noise")] or [np.array([np.nan])])
-        lines += ["", f"Fit (seed means): S_min = {f['s_min']:.3g}{spread('s_min')}, "
-                  f"E_min = {f['e_min']:.3g}{spread('e_min')}, B_crit = E_min/S_min = "
-                  f"{f['b_crit']:.3g}{spread('b_crit')}; rms log error {f['rms_log_error']:.3f}.",
-                  f"B_noise at the target, all tuned runs: median {np.nanmedian(noise):.3g} "
-                  f"(range {np.nanmin(noise):.3g} to {np.nanmax(noise):.3g}); "
-                  f"B_crit / B_noise = {f['b_crit'] / np.nanmedian(noise):.2f}."]
+        noise = np.concatenate(
+            [np.asarray(r["b_noise"]) for r in results["rows"] if r.get("b_noise")]
+            or [np.array([np.nan])]
+        )
+        lines += [
+            "",
+            f"Fit (seed means): S_min = {f['s_min']:.3g}{spread('s_min')}, "
+            f"E_min = {f['e_min']:.3g}{spread('e_min')}, B_crit = E_min/S_min = "
+            f"{f['b_crit']:.3g}{spread('b_crit')}; rms log error {f['rms_log_error']:.3f}.",
+            f"B_noise at the target, all tuned runs: median {np.nanmedian(noise):.3g} "
+            f"(range {np.nanmin(noise):.3g} to {np.nanmax(noise):.3g}); "
+            f"B_crit / B_noise = {f['b_crit'] / np.nanmedian(noise):.2f}.",
+        ]
     return "\n".join(lines)
 
 
@@ -271,8 +348,12 @@ def summary(results: dict) -> str:
 
 
 EXPERIMENT = runtime.Experiment(
-    name="batch_size", description="Steps and examples to a target vs batch size; B_crit vs "
-    "the gradient noise scale.", config=Config, run=run, plot=plots.plot, summary=summary,
+    name="batch_size",
+    description="Steps and examples to a target vs batch size; B_crit vs the gradient noise scale.",
+    config=Config,
+    run=run,
+    plot=plots.plot,
+    summary=summary,
     quick=QUICK,
 )
 

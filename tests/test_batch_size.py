@@ -23,21 +23,27 @@ def test_lr_grid_grows_with_batch_size_and_saturates():
     assert len(saturated) == len(cfg.saturated_factors)
 
 
-@pytest.mark.parametrize(("tried", "want"), [
-    ({0.1: [10.0, 12.0], 0.2: [8.0, 20.0], 0.4: [np.nan, 5.0]}, 0.1),  # slowest seed decides
-    ({0.1: [np.nan, 1.0], 0.2: [np.nan, np.nan]}, None),                # no rate with all seeds
-    ({0.1: [3.0], 0.2: [2.0]}, 0.2),
-])
+@pytest.mark.parametrize(
+    ("tried", "want"),
+    [
+        ({0.1: [10.0, 12.0], 0.2: [8.0, 20.0], 0.4: [np.nan, 5.0]}, 0.1),  # slowest seed decides
+        ({0.1: [np.nan, 1.0], 0.2: [np.nan, np.nan]}, None),  # no rate with all seeds
+        ({0.1: [3.0], 0.2: [2.0]}, 0.2),
+    ],
+)
 def test_winner_is_the_rate_whose_slowest_seed_is_fastest(tried, want):
     assert batch_size._winner({lr: {"steps": np.array(s)} for lr, s in tried.items()}) == want
 
 
-@pytest.mark.parametrize(("prev", "cur", "sign", "want"), [
-    (0.80, 0.90, 1.0, 15.0),   # rising accuracy crosses 0.85 halfway between steps 10 and 20
-    (0.85, 0.95, 1.0, 10.0),   # already at the target at the previous evaluation
-    (np.nan, 0.9, 1.0, 20.0),  # nothing to interpolate from
-    (1.0, 0.5, -1.0, 14.0),    # a falling cost crossing 0.8
-])
+@pytest.mark.parametrize(
+    ("prev", "cur", "sign", "want"),
+    [
+        (0.80, 0.90, 1.0, 15.0),  # rising accuracy crosses 0.85 halfway between steps 10 and 20
+        (0.85, 0.95, 1.0, 10.0),  # already at the target at the previous evaluation
+        (np.nan, 0.9, 1.0, 20.0),  # nothing to interpolate from
+        (1.0, 0.5, -1.0, 14.0),  # a falling cost crossing 0.8
+    ],
+)
 def test_crossing_interpolates_linearly(prev, cur, sign, want):
     target = 0.8 if sign < 0 else 0.85
     assert to_target._crossing(10, prev, 20, cur, target, sign) == pytest.approx(want)
@@ -57,11 +63,24 @@ def test_train_to_target_stops_when_told_and_records_steps(b):
     tx = optimizers.make_sweep_optimizer("sgd")
     keys = sweep.seed_keys([0, 1])
     params, opt_state = sweep.init_runs(
-        tx, lambda k: bpjax.init_params(k, (784, 8, 10)), keys, np.array([0.5, 0.5]))
+        tx, lambda k: bpjax.init_params(k, (784, 8, 10)), keys, np.array([0.5, 0.5])
+    )
     spec = bpjax.Spec(output="softmax", cost="log_likelihood")
-    got = to_target.train_to_target(tx, params, opt_state, x, labels, keys, batch_size=b,
-                                    eval_set=(x, labels), target=0.5, eval_every=4,
-                                    max_steps=400, spec=spec, metric="accuracy")
+    got = to_target.train_to_target(
+        tx,
+        params,
+        opt_state,
+        x,
+        labels,
+        keys,
+        batch_size=b,
+        eval_set=(x, labels),
+        target=0.5,
+        eval_every=4,
+        max_steps=400,
+        spec=spec,
+        metric="accuracy",
+    )
     reached = np.isfinite(got.steps)
     assert got.history["metric"].shape == (len(got.history["step"]), 2)
     for i in range(2):
@@ -75,22 +94,24 @@ def test_train_to_target_stops_when_told_and_records_steps(b):
 def test_train_to_target_rejects_bad_arguments():
     x, labels = _problem(32)
     tx, keys, params, opt_state = None, sweep.seed_keys([0]), None, None  # checked before use
-    kwargs = dict(eval_set=(x, labels), target=0.5, eval_every=1, max_steps=1,
-                  spec=bpjax.Spec())
+    kwargs = dict(eval_set=(x, labels), target=0.5, eval_every=1, max_steps=1, spec=bpjax.Spec())
     with pytest.raises(ValueError, match="batch_size must be in"):
-        to_target.train_to_target(tx, params, opt_state, x, labels, keys, batch_size=64,
-                                  **kwargs)
+        to_target.train_to_target(tx, params, opt_state, x, labels, keys, batch_size=64, **kwargs)
     with pytest.raises(ValueError, match="metric must be"):
-        to_target.train_to_target(tx, params, opt_state, x, labels, keys, batch_size=8,
-                                  metric="loss", **kwargs)
+        to_target.train_to_target(
+            tx, params, opt_state, x, labels, keys, batch_size=8, metric="loss", **kwargs
+        )
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--source", "mnist5k"], "--validation"),
-    (["--validation", "100", "--target", "1.5"], "--target must be"),
-    (["--validation", "100", "--batch-sizes", "1,-2"], "--batch-sizes must be"),
-    (["--validation", "1000", "--source", "mnist5k", "--batch-sizes", "5000"], "larger than"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--source", "mnist5k"], "--validation"),
+        (["--validation", "100", "--target", "1.5"], "--target must be"),
+        (["--validation", "100", "--batch-sizes", "1,-2"], "--batch-sizes must be"),
+        (["--validation", "1000", "--source", "mnist5k", "--batch-sizes", "5000"], "larger than"),
+    ],
+)
 def test_bad_flags_exit_2(capsys, args, message):
     with pytest.raises(SystemExit) as exc:
         batch_size.main(args)
@@ -101,8 +122,9 @@ def test_bad_flags_exit_2(capsys, args, message):
 @pytest.mark.slow
 def test_quick_run_end_to_end(tmp_path):
     out = tmp_path / "run"
-    results = batch_size.main(["--quick", "--output", "softmax", "--cost", "log_likelihood",
-                               "--out", str(out)])
+    results = batch_size.main(
+        ["--quick", "--output", "softmax", "--cost", "log_likelihood", "--out", str(out)]
+    )
     for name in ("results.json", "table.md", "steps_vs_examples.png", "noise_scale.png"):
         assert (out / name).stat().st_size > 0, name
     saved = json.loads((out / "results.json").read_text())

@@ -6,11 +6,14 @@ import pytest
 from experiments import recipe_search
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--source", "mnist5k"], "--validation"),
-    (["--validation", "100", "--lrs", "0"], "--lrs must be"),
-    (["--validation", "100", "--seeds", "0"], "--seeds must be >= 1"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--source", "mnist5k"], "--validation"),
+        (["--validation", "100", "--lrs", "0"], "--lrs must be"),
+        (["--validation", "100", "--seeds", "0"], "--seeds must be >= 1"),
+    ],
+)
 def test_bad_flags_exit_2(capsys, args, message):
     with pytest.raises(SystemExit) as exc:
         recipe_search.main(args)

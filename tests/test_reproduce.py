@@ -49,11 +49,14 @@ def test_split_takes_the_last_images_for_validation():
     assert yt.tolist() == list(range(7)) and yv.tolist() == [7, 8, 9]
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--rows", "nope"], "unknown nope"),
-    (["--seeds", "0"], "--seeds must be >= 1"),
-    (["--validation", "100"], "--validation"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--rows", "nope"], "unknown nope"),
+        (["--seeds", "0"], "--seeds must be >= 1"),
+        (["--validation", "100"], "--validation"),
+    ],
+)
 def test_bad_flags_exit_2(capsys, args, message):
     with pytest.raises(SystemExit) as exc:
         reproduce.main(args)
@@ -73,8 +76,10 @@ def test_quick_table_runs_end_to_end(tmp_path):
         assert row["seeds"] == [0, 1] and row["epochs"] == 1
         assert len(row["per_run"]["final_test"]) == 2
         # the two seeds are different networks
-        assert row["per_run"]["final_test"][0] != row["per_run"]["final_test"][1] or \
-            row["history"]["test_cost"][0][0] != row["history"]["test_cost"][0][1]
+        assert (
+            row["per_run"]["final_test"][0] != row["per_run"]["final_test"][1]
+            or row["history"]["test_cost"][0][0] != row["history"]["test_cost"][0][1]
+        )
         peak, final = row["per_run"]["peak_test"], row["per_run"]["final_test"]
         assert all(p >= f for p, f in zip(peak, final, strict=True))
     table = (out / "table.md").read_text()

@@ -26,22 +26,26 @@ def plot(results: dict, run_dir: Path) -> None:
     fig, ax = plt.subplots(figsize=(6.6, 4.6))
     ax.errorbar(b * s, s, yerr=s_err, xerr=b * s_err, fmt="o", capsize=3, label="measured")
     for bi, si, ei in zip(b, s, b * s, strict=True):
-        ax.annotate(f"B={int(bi)}", (ei, si), textcoords="offset points", xytext=(5, 4),
-                    fontsize=7)
+        ax.annotate(f"B={int(bi)}", (ei, si), textcoords="offset points", xytext=(5, 4), fontsize=7)
     if "fit" in results:
         fit = scaling.ScalingFit(**{k: float(v) for k, v in results["fit"].items()})
         grid = np.geomspace(fit.s_min * 1.001, max(s.max(), fit.s_min * 2) * 3, 400)
-        ax.plot(scaling.examples_on_hyperbola(fit, grid), grid, "-", alpha=0.7,
-                label=f"fit: S_min={fit.s_min:.3g}, E_min={fit.e_min:.3g}, "
-                      f"B_crit={fit.b_crit:.3g}")
+        ax.plot(
+            scaling.examples_on_hyperbola(fit, grid),
+            grid,
+            "-",
+            alpha=0.7,
+            label=f"fit: S_min={fit.s_min:.3g}, E_min={fit.e_min:.3g}, B_crit={fit.b_crit:.3g}",
+        )
         ax.axhline(fit.s_min, ls=":", lw=1, color="gray")
         ax.axvline(fit.e_min, ls=":", lw=1, color="gray")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("examples E to the target")
     ax.set_ylabel("steps S to the target")
-    ax.set_title(f"validation accuracy {results['target']:.2f}, tuned learning rate per B",
-                 fontsize=10)
+    ax.set_title(
+        f"validation accuracy {results['target']:.2f}, tuned learning rate per B", fontsize=10
+    )
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     save_figure(fig, run_dir / "steps_vs_examples.png")
@@ -52,8 +56,11 @@ def plot(results: dict, run_dir: Path) -> None:
         noise = noise[np.isfinite(noise)]
         ax.plot(np.full(noise.size, bi), noise, "o", color="C0", alpha=0.7)
     if "fit" in results:
-        ax.axhline(float(results["fit"]["b_crit"]), color="C1",
-                   label=f"B_crit (fit) = {float(results['fit']['b_crit']):.3g}")
+        ax.axhline(
+            float(results["fit"]["b_crit"]),
+            color="C1",
+            label=f"B_crit (fit) = {float(results['fit']['b_crit']):.3g}",
+        )
         ax.legend(fontsize=8)
     ax.set_xscale("log")
     ax.set_yscale("log")

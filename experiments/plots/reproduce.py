@@ -23,9 +23,14 @@ def plot(results: dict, run_dir: Path) -> None:
         finite = np.isfinite(acc).all(axis=1)
         if not finite.any():
             continue
-        line, = ax.plot(epochs[finite], acc[finite].mean(axis=1), label=row["name"])
-        ax.fill_between(epochs[finite], acc[finite].min(axis=1), acc[finite].max(axis=1),
-                        color=line.get_color(), alpha=0.2)
+        (line,) = ax.plot(epochs[finite], acc[finite].mean(axis=1), label=row["name"])
+        ax.fill_between(
+            epochs[finite],
+            acc[finite].min(axis=1),
+            acc[finite].max(axis=1),
+            color=line.get_color(),
+            alpha=0.2,
+        )
         ax.axhline(row["published"], color=line.get_color(), ls=":", lw=1)
     ax.set_xlabel("epoch")
     ax.set_ylabel("test accuracy (%)  (dotted: published)")

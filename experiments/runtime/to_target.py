@@ -61,7 +61,8 @@ def make_chunk(step, batch_size: int, n: int, n_classes: int = 10):
 
     def chunk(params, opt_state, x, labels, orders, offset, k):
         return jax.vmap(one_run, in_axes=(0, 0, None, None, 0, None, None))(
-            params, opt_state, x, labels, orders, offset, k)
+            params, opt_state, x, labels, orders, offset, k
+        )
 
     return jax.jit(chunk, static_argnames="k")
 
@@ -77,8 +78,21 @@ def _crossing(prev_step, prev_value, step, value, target, sign) -> float:
 
 
 def train_to_target(
-    tx, params, opt_state, x, labels, order_keys, *, batch_size: int, eval_set, target: float,
-    eval_every: int, max_steps: int, spec, metric: str = "accuracy", method: str = "autodiff",
+    tx,
+    params,
+    opt_state,
+    x,
+    labels,
+    order_keys,
+    *,
+    batch_size: int,
+    eval_set,
+    target: float,
+    eval_every: int,
+    max_steps: int,
+    spec,
+    metric: str = "accuracy",
+    method: str = "autodiff",
     stop: Callable[[np.ndarray], bool] | None = None,
 ) -> TargetRuns:
     """Train until ``stop(hit)`` (default: every run hit) or ``max_steps``; see the module
@@ -130,6 +144,9 @@ def train_to_target(
             hit |= new
             done = bool(stop(hit))
         epoch += 1
-    history = {"step": np.asarray(hist["step"]), "metric": np.stack(hist["metric"]),
-               "cost": np.stack(hist["cost"])}
+    history = {
+        "step": np.asarray(hist["step"]),
+        "metric": np.stack(hist["metric"]),
+        "cost": np.stack(hist["cost"]),
+    }
     return TargetRuns(steps, at_target, history, params, time.perf_counter() - t0)
