@@ -1,0 +1,366 @@
+"""Steps and examples to a target against batch size, the fitted critical batch size, and the
+gradient noise scale that is meant to predict it (McCandlish et al. 2018).
+
+    python -m experiments.batch_size --validation 10000 --output softmax --cost log_likelihood
+    python -m experiments.batch_size --quick          # seconds: mnist5k, 3 batch sizes, 2 seeds
+    python -m experiments.batch_size --replot RUN_DIR # figures + table.md from results.json
+
+For every batch size B (``--batch-sizes``; 0 = all N training examples, i.e. full-batch gradient
+descent), plain SGD with a constant learning rate trains ``--seeds`` seeds x a log grid of
+learning rates (``lr_max * B / (B + lr_knee)`` times ``--lr-factors``; from ``--saturated-from``
+on, where the tuned rate has stopped growing and a step costs B examples, times
+``--saturated-factors``, by default the guess alone) as one vmapped program,
+evaluated on the validation split every ``--eval-examples`` examples (at least every step), and
+stops as soon as one learning rate has every seed at ``--target`` validation accuracy: that rate
+is B's tuned rate (fewest steps for its slowest seed). If it lies at the edge of the grid the
+grid is extended that way (``--extend`` times). S = that rate's steps to the target (mean over
+seeds, interpolated between evaluations), E = B S. ``bpjax.scaling`` fits S_min and E_min of
+(S/S_min - 1)(E/E_min - 1) = 1 to the seed means (and to each seed alone, for error bars), and
+B_crit = E_min / S_min. At the point where each tuned run reaches the target the experiment
+also measures the gradient noise scale B_noise = tr(Sigma) / |G|^2 over all N training examples
+(``bpjax.wish_list.gradient_moments``): the model predicts B_crit ~ B_noise.
+
+Budget: each run stops at ``--max-epochs`` epochs or ``--min-steps`` steps, whichever is more.
+
+Writes ``results.json``, ``table.md``, ``steps_vs_examples.png`` (S against E with the fitted
+hyperbola), ``noise_scale.png`` (B_noise at the target for every B, with B_crit).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from experiments import runtime
+from experiments.plots import batch_size as plots
+from experiments.runtime import options
+from experiments.runtime.cli import flag
+
+DEFAULT_BATCH_SIZES = (1, 4, 16, 64, 256, 1024, 4096, 16384, 0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Config(runtime.DataOptions, runtime.ModelOptions, runtime.RunOptions):
+    batch_sizes: tuple[int, ...] = flag(
+        DEFAULT_BATCH_SIZES,
+        "mini-batch sizes (0: all N training examples, full-batch gradient descent)",
+        metavar="B,...",
+    )
+    target: float = flag(0.9, "validation accuracy every run trains to")
+    seeds: int = flag(3, "seeds per learning rate")
+    lr_max: float = flag(4.0, "the learning-rate guess lr_max * B / (B + lr_knee) centres B's grid")
+    lr_knee: float = flag(100.0, "batch size where the guessed rate is half of --lr-max")
+    lr_factors: tuple[float, ...] = flag((0.5, 1.0, 2.0), "B's grid: the guess times these")
+    saturated_from: int = flag(
+        8192,
+        "from this batch size on, the grid is --saturated-factors "
+        "(the tuned rate has stopped growing; each step costs B examples)",
+    )
+    saturated_factors: tuple[float, ...] = flag(
+        (1.0,), "the grid's factors from --saturated-from on"
+    )
+    extend: int = flag(2, "times the grid may grow past an edge where the best rate lies")
+    eval_examples: int = flag(2500, "evaluate every this many examples (at least every step)")
+    max_epochs: int = flag(20, "budget per run in epochs (or --min-steps steps if more)")
+    min_steps: int = flag(600, "budget per run in steps, at least")
+    noise_chunk: int = flag(100, "per-example gradients held at once for B_noise")
+
+    def check(self) -> None:
+        super().check()
+        if self.validation < 1:
+            raise runtime.ConfigError(
+                "--validation: the target is measured on a validation "
+                "split; give one, e.g. --validation 10000"
+            )
+        if not self.batch_sizes or min(self.batch_sizes) < 0:
+            raise runtime.ConfigError(
+                f"--batch-sizes must be >= 1 (or 0: all), got {self.batch_sizes}"
+            )
+        if not 0 < self.target < 1:
+            raise runtime.ConfigError(f"--target must be an accuracy in (0, 1), got {self.target}")
+        options.positive_rate("lr_max", self.lr_max)
+        options.positive_rate("lr_knee", self.lr_knee)
+        for f in (*self.lr_factors, *self.saturated_factors):
+            options.positive_rate("lr_factors", f)
+        if not self.lr_factors or not self.saturated_factors:
+            raise runtime.ConfigError("--lr-factors and --saturated-factors need >= 1 value")
+        for name in ("seeds", "eval_examples", "max_epochs", "min_steps", "noise_chunk"):
+            options.at_least(name, getattr(self, name))
+        options.at_least("extend", self.extend, 0)
+
+    def check_data(self, ds) -> None:
+        n = len(ds.y_train)
+        if max(self.batch_sizes) > n:
+            raise runtime.ConfigError(
+                f"--batch-sizes {max(self.batch_sizes)} is larger than the "
+                f"{n} training examples (0 means all of them)"
+            )
+
+
+QUICK = {
+    "source": "mnist5k",
+    "validation": 1000,
+    "batch_sizes": (8, 64, 0),
+    "seeds": 2,
+    "target": 0.8,
+    "lr_factors": (1.0, 2.0),
+    "extend": 0,
+    "min_steps": 200,
+    "max_epochs": 10,
+    "eval_examples": 500,
+}
+
+
+def run(cfg: Config, ctx: runtime.Context) -> dict:
+    import jax
+
+    from bpjax import scaling
+    from experiments.runtime import evaluation
+
+    data = evaluation.device_data(ctx.data)
+    n = data["train"][1].shape[0]
+    rows: list[dict] = []
+    restored = ctx.restore(lambda record: {"rows_done": np.zeros((), np.int64)})
+    if restored is not None:
+        rows = restored[2]["rows"]
+    moments = jax.jit(_noise_scale, static_argnames=("chunk_size", "spec"))
+    sizes = [b or n for b in cfg.batch_sizes]
+    for i, b in enumerate(sizes[len(rows) :], start=len(rows)):
+        with ctx.training(), ctx.phase("training"):
+            row = tune_batch_size(cfg, ctx, data, b)
+        with ctx.phase("noise_scale"):
+            x, labels = data["train"]
+            row["b_noise"] = [
+                float(moments(p, x, labels, chunk_size=cfg.noise_chunk, spec=cfg.spec()))
+                for p in row.pop("params_at_target")
+                if p is not None
+            ]
+        rows.append(row)
+        ctx.say(_line(row))
+        ctx.epoch_end(
+            i + 1,
+            lambda: ({"rows_done": np.asarray(len(rows))}, {"rows": rows}),
+            final=i + 1 == len(sizes),
+        )
+    results = {"spec": cfg.spec().to_dict(), "n_train": n, "target": cfg.target, "rows": rows}
+    done = [r for r in rows if np.isfinite(float(r["steps_mean"]))]
+    if len({r["batch_size"] for r in done}) >= 2:
+        s = np.array([r["steps_mean"] for r in done], dtype=float)
+        b = np.array([r["batch_size"] for r in done], dtype=np.float64)
+        results["fit"] = scaling.fit_steps_examples(s, s * b)._asdict()
+        per_seed = np.array([r["steps"] for r in done], dtype=float)  # (n_B, seeds)
+        fits = [
+            scaling.fit_steps_examples(per_seed[:, j], per_seed[:, j] * b)._asdict()
+            for j in range(per_seed.shape[1])
+            if np.isfinite(per_seed[:, j]).all()
+        ]
+        results["fit_per_seed"] = fits
+    results["table"] = table(results)
+    return results
+
+
+def _noise_scale(params, x, labels, *, chunk_size, spec):
+    """B_noise = tr(Sigma) / |G|^2 of the per-example gradients over all of ``x``."""
+    from bpjax import one_hot, wish_list
+    from bpjax.train import as_inputs, input_dtype
+
+    xs = as_inputs(x, input_dtype(params, x))
+    moments = wish_list.gradient_moments(
+        params, xs, one_hot(labels, 10, dtype=xs.dtype), chunk_size, spec=spec
+    )
+    return moments.total_variance() / wish_list.tree_dot(moments.mean, moments.mean)
+
+
+def lr_grid(cfg: Config, b: int) -> list[float]:
+    guess = cfg.lr_max * b / (b + cfg.lr_knee)
+    factors = cfg.saturated_factors if b >= cfg.saturated_from else cfg.lr_factors
+    return [guess * f for f in sorted(set(factors))]
+
+
+def tune_batch_size(cfg: Config, ctx: runtime.Context, data: dict, b: int) -> dict:
+    """Sweep B's learning-rate grid (seeds x rates in one program), extending it past an edge
+    that wins; the row of the winning rate."""
+    x, labels = data["train"]
+    n = x.shape[0]
+    budget = max(cfg.max_epochs * (n // b), cfg.min_steps)
+    every = max(1, cfg.eval_examples // b)
+    lrs = lr_grid(cfg, b)
+    tried: dict[float, dict] = {}
+    pending, extensions = list(lrs), 0
+    while pending:
+        best = _winner(tried)
+        limit = budget if best is None else int(np.ceil(np.max(tried[best]["steps"]))) + every
+        tried.update(sweep_rates(cfg, data, b, pending, limit, every))
+        best = _winner(tried)
+        ordered = sorted(tried)
+        pending = []
+        at_edge = len(ordered) > 1 and best in (ordered[0], ordered[-1])
+        if best is not None and extensions < cfg.extend and at_edge:
+            factor = ordered[1] / ordered[0] if len(ordered) > 1 else 2.0
+            pending = [best / factor if best == ordered[0] else best * factor]
+            extensions += 1
+    best = _winner(tried)
+    row = {
+        "batch_size": b,
+        "lrs_tried": sorted(tried),
+        "eval_every": every,
+        "budget_steps": budget,
+        "seconds": sum(t["seconds"] for t in tried.values()),
+        "tried": {f"{lr:.6g}": {"steps": tried[lr]["steps"].tolist()} for lr in sorted(tried)},
+    }
+    if best is None:
+        ctx.say(f"B={b}: no learning rate of {sorted(tried)} reached the target in {budget} steps")
+        return {
+            **row,
+            "lr": None,
+            "steps": [np.nan] * cfg.seeds,
+            "steps_mean": np.nan,
+            "steps_std": np.nan,
+            "params_at_target": [],
+        }
+    steps = tried[best]["steps"]
+    return {
+        **row,
+        "lr": best,
+        "lr_at_edge": len(tried) > 1 and best in (min(tried), max(tried)),
+        "steps": steps.tolist(),
+        "steps_mean": float(steps.mean()),
+        "steps_std": float(steps.std(ddof=1)) if steps.size > 1 else 0.0,
+        "examples_mean": float(steps.mean() * b),
+        "params_at_target": tried[best]["params"],
+    }
+
+
+def _winner(tried: dict[float, dict]) -> float | None:
+    """The rate whose slowest seed reached the target first (all its seeds must reach it)."""
+    done = {lr: np.max(t["steps"]) for lr, t in tried.items() if np.isfinite(t["steps"]).all()}
+    return min(done, key=done.get) if done else None
+
+
+def sweep_rates(
+    cfg: Config, data: dict, b: int, lrs: list[float], max_steps: int, every: int
+) -> dict[float, dict]:
+    """Train ``lrs`` x seeds together until one rate has every seed at the target."""
+    import jax
+
+    import bpjax
+    from bpjax import optimizers, sweep
+    from experiments.runtime.to_target import train_to_target
+
+    x, labels = data["train"]
+    seeds = list(range(cfg.seed, cfg.seed + cfg.seeds))
+    rates, run_seeds = sweep.run_grid(lrs, seeds)
+    pairs = jax.vmap(lambda s: jax.random.split(jax.random.key(s)))(
+        jax.numpy.asarray(run_seeds, "uint32")
+    )
+    tx = optimizers.make_sweep_optimizer("sgd")
+    params, opt_state = sweep.init_runs(
+        tx, lambda k: bpjax.init_params(k, cfg.sizes, init=cfg.init), pairs[:, 0], rates
+    )
+    n_seeds = len(seeds)
+
+    def one_rate_done(hit):
+        return bool(hit.reshape(len(lrs), n_seeds).all(axis=1).any())
+
+    got = train_to_target(
+        tx,
+        params,
+        opt_state,
+        x,
+        labels,
+        pairs[:, 1],
+        batch_size=b,
+        eval_set=data["validation"],
+        target=cfg.target,
+        eval_every=every,
+        max_steps=max_steps,
+        spec=cfg.spec(),
+        method=cfg.method,
+        stop=one_rate_done,
+    )
+    steps = got.steps.reshape(len(lrs), n_seeds)
+    return {
+        lr: {
+            "steps": steps[i],
+            "seconds": got.seconds / len(lrs),
+            "params": got.params_at_target[i * n_seeds : (i + 1) * n_seeds],
+        }
+        for i, lr in enumerate(lrs)
+    }
+
+
+def _line(row: dict) -> str:
+    if row["lr"] is None:
+        return f"B={row['batch_size']}: target not reached"
+    return (
+        f"B={row['batch_size']}: lr {row['lr']:.3g}, S {row['steps_mean']:.1f} ± "
+        f"{row['steps_std']:.1f}, E {row['examples_mean']:.0f}, B_noise "
+        f"{np.mean(row['b_noise']):.0f}, {row['seconds']:.0f} s"
+    )
+
+
+def table(results: dict) -> str:
+    """The markdown table of a run: one row per batch size, then the fit and B_noise."""
+    lines = [
+        "| B | tuned lr (grid) | steps S | examples E | B_noise at target | time |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in results["rows"]:
+        grid = ", ".join(f"{v:.3g}" for v in r["lrs_tried"])
+        if r["lr"] is None:
+            lines.append(
+                f"| {r['batch_size']} | none reached ({grid}) | – | – | – | {r['seconds']:.0f} s |"
+            )
+            continue
+        edge = " (edge)" if r.get("lr_at_edge") else ""
+        bn = np.asarray(r["b_noise"])
+        lines.append(
+            f"| {r['batch_size']} | {r['lr']:.3g}{edge} ({grid}) | {r['steps_mean']:.1f} ± "
+            f"{r['steps_std']:.1f} | {r['examples_mean']:.0f} | {bn.mean():.0f} ± "
+            f"{bn.std(ddof=1) if bn.size > 1 else 0:.0f} | {r['seconds']:.0f} s |"
+        )
+    if "fit" in results:
+        f, per = results["fit"], results.get("fit_per_seed", [])
+
+        def spread(key):
+            v = np.array([p[key] for p in per])
+            return f" ± {v.std(ddof=1):.3g} over seeds" if v.size > 1 else ""
+
+        noise = np.concatenate(
+            [np.asarray(r["b_noise"]) for r in results["rows"] if r.get("b_noise")]
+            or [np.array([np.nan])]
+        )
+        lines += [
+            "",
+            f"Fit (seed means): S_min = {f['s_min']:.3g}{spread('s_min')}, "
+            f"E_min = {f['e_min']:.3g}{spread('e_min')}, B_crit = E_min/S_min = "
+            f"{f['b_crit']:.3g}{spread('b_crit')}; rms log error {f['rms_log_error']:.3f}.",
+            f"B_noise at the target, all tuned runs: median {np.nanmedian(noise):.3g} "
+            f"(range {np.nanmin(noise):.3g} to {np.nanmax(noise):.3g}); "
+            f"B_crit / B_noise = {f['b_crit'] / np.nanmedian(noise):.2f}.",
+        ]
+    return "\n".join(lines)
+
+
+def summary(results: dict) -> str:
+    return results["table"]
+
+
+EXPERIMENT = runtime.Experiment(
+    name="batch_size",
+    description="Steps and examples to a target vs batch size; B_crit vs the gradient noise scale.",
+    config=Config,
+    run=run,
+    plot=plots.plot,
+    summary=summary,
+    quick=QUICK,
+)
+
+
+def main(argv=None):
+    return runtime.main(EXPERIMENT, argv)
+
+
+if __name__ == "__main__":
+    main()

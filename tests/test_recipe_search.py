@@ -1,0 +1,37 @@
+"""experiments.recipe_search: its flags are checked; a quick search runs and selects on
+validation."""
+
+import pytest
+
+from experiments import recipe_search
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--source", "mnist5k"], "--validation"),
+        (["--validation", "100", "--lrs", "0"], "--lrs must be"),
+        (["--validation", "100", "--seeds", "0"], "--seeds must be >= 1"),
+    ],
+)
+def test_bad_flags_exit_2(capsys, args, message):
+    with pytest.raises(SystemExit) as exc:
+        recipe_search.main(args)
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_command_is_a_train_command_line():
+    cfg = recipe_search.Config(validation=10000)
+    cmd = recipe_search.command(cfg, "tanh", 1e-4, 0.3)
+    assert cmd.startswith("python -m experiments.train ")
+    assert "--hidden tanh" in cmd and "--weight-decay 0.0001" in cmd and "--lr 0.3" in cmd
+
+
+@pytest.mark.slow
+def test_quick_search_selects_on_validation(tmp_path):
+    results = recipe_search.main(["--quick", "--lrs", "0.1,0.3", "--out", str(tmp_path / "r")])
+    assert len(results["rows"]) == 2
+    best = max(results["rows"], key=lambda r: sum(r["validation"]))
+    assert results["best"]["lr"] == best["lr"]
+    assert (tmp_path / "r" / "table.md").read_text().count("(selected)") == 1
