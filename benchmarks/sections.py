@@ -24,9 +24,12 @@ from benchmarks.reference import torch_eager
 from benchmarks.threads import set_threads
 from benchmarks.timing import Case, flops_per_example, measure
 from bpjax import train
-from bpjax.data import epoch_batches
+from bpjax.data import as_inputs, epoch_batches
+from bpjax.data.pixels import take_rows
 
-HEADLINE = "bpjax"  # autodiff, pack_pixels images, one lax.scan per epoch
+HEADLINE = "bpjax"  # autodiff, packed images (device_arrays' default), one lax.scan per epoch
+FLOAT32 = "bpjax, float32 images"  # the same, on the float32 images of a Dataset
+PLAIN_JAX = "plain JAX: jit(grad) in lax.scan, float32"
 PROBLEMS = (Problem((784, 16, 16, 10), 100), Problem((784, 30, 10), 10))
 
 
@@ -82,12 +85,6 @@ def _add_speedups(rows: list[dict], base: str = HEADLINE) -> list[dict]:
     return rows
 
 
-def _best_of(rows: list[dict], prefix: str) -> dict | None:
-    """The fastest row whose name starts with ``prefix`` (a reference at its best thread count)."""
-    found = [r for r in rows if r["impl"].startswith(prefix)]
-    return min(found, key=lambda r: r["ms"]) if found else None
-
-
 # --- 1, 3, 8: SGD epochs, per-example gradients, references -------------------------------------
 
 
@@ -98,6 +95,8 @@ def sgd_epochs(s: Settings, data: Data, peak: float) -> dict:
         b10 = p.batch_size < 100
         c = {
             HEADLINE: impls.bpjax_epoch(p, data, "autodiff", "packed"),
+            FLOAT32: impls.bpjax_epoch(p, data, "autodiff", "float32"),
+            PLAIN_JAX: impls.jax_plain_epoch(p, data),
             "bpjax, vmap(grad) factored": impls.bpjax_epoch(p, data, "vmap_grad_factored"),
             "bpjax, vmap(grad) then mean": impls.bpjax_epoch(
                 p, data, "vmap_grad", n_timed=s.n_naive_b10 if b10 else None),
@@ -105,7 +104,6 @@ def sgd_epochs(s: Settings, data: Data, peak: float) -> dict:
         if not s.quick:  # each bpjax row is one more compile: the smoke run keeps three
             c.update({
                 "bpjax, uint8 images": impls.bpjax_epoch(p, data, "autodiff", "uint8"),
-                "bpjax, float32 images": impls.bpjax_epoch(p, data, "autodiff", "float32"),
                 "bpjax, hand backprop": impls.bpjax_epoch(p, data, "backprop"),
                 "bpjax, vmap(backprop) then mean": impls.bpjax_epoch(
                     p, data, "vmap_backprop", n_timed=s.n_naive_b10 if b10 else None),
@@ -148,6 +146,8 @@ def full_batch(s: Settings, data: Data, peak: float) -> dict:
     p = PROBLEMS[0]
     c = {
         HEADLINE: impls.bpjax_full_batch(p, data, "autodiff", "uint8", chunk_size=2_000),
+        "bpjax, packed images, default chunk 10,000": impls.bpjax_full_batch(
+            p, data, "autodiff", "packed", chunk_size=10_000),
         "bpjax, float32 images, default chunk 10,000": impls.bpjax_full_batch(
             p, data, "autodiff", "float32", chunk_size=10_000),
         "bpjax, hand backprop": impls.bpjax_full_batch(p, data, "backprop", "uint8", 2_000),
@@ -164,6 +164,24 @@ def full_batch(s: Settings, data: Data, peak: float) -> dict:
     return {"sizes": p.sizes, "examples": data.n, "chunk_size": 2_000, "rows": rows,
             "note": "headline: uint8 images, chunk_size=2000 (fits the cache; 10,000 is the "
                     "default); gradient of the mean cost"}
+
+
+# --- the shuffle ---------------------------------------------------------------------------------
+
+
+def shuffles(s: Settings, data: Data) -> dict:
+    """``bpjax.data.shuffle`` against ``jax.random.permutation`` (one jitted call each)."""
+    sizes = sorted({min(1000, data.n), data.n} if s.quick else {1000, 10_000, data.n, 2**20})
+    cases = {(n, which): impls.shuffle_case(n, which) for n in sizes
+             for which in ("bpjax.data.shuffle", "jax.random.permutation")}
+    measure(cases, max(3, s.repeats))
+    rows = []
+    for n in sizes:
+        ours, theirs = (cases[(n, w)].median for w in ("bpjax.data.shuffle",
+                                                        "jax.random.permutation"))
+        rows.append({"n": n, "bpjax_shuffle_ms": ours * 1e3, "jax_permutation_ms": theirs * 1e3,
+                     "speedup": theirs / ours})
+    return {"rows": rows}
 
 
 # --- 4: compile time ----------------------------------------------------------------------------
@@ -333,6 +351,12 @@ def _isfinite_all(tree):  # the check as first written: isfinite + all-reduce pe
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)]))
 
 
+def _permutation_batches(key, n: int, batch_size: int):
+    """Mini-batches from ``jax.random.permutation``, as ``epoch_batches`` first made them."""
+    steps = n // batch_size
+    return jax.random.permutation(key, n)[: steps * batch_size].reshape(steps, batch_size)
+
+
 def _variant_epoch(p: Problem, fast_order: bool, old_check: bool, shipped: bool = False,
                    donate: bool = False):
     """``sgd_epoch`` with this repo's earlier choices switchable, to time each change alone;
@@ -349,11 +373,11 @@ def _variant_epoch(p: Problem, fast_order: bool, old_check: bool, shipped: bool 
         return params, opt_state, {"cost": c, "finite": jnp.isfinite(c) & check(params)}
 
     def epoch(params, opt_state, x, labels, key):
-        order = train.epoch_order if fast_order else epoch_batches
+        order = epoch_batches if fast_order else _permutation_batches
         batches = order(key, x.shape[0], p.batch_size)
 
         def body(carry, idx):
-            xb = train.as_inputs(x[idx], jnp.float32)
+            xb = as_inputs(take_rows(x, idx), jnp.float32)
             params, opt_state, m = step(*carry, xb, jax.nn.one_hot(labels[idx], 10))
             return (params, opt_state), m
 
@@ -367,12 +391,13 @@ def ablation(s: Settings, data: Data) -> dict:
     steps = [
         ("as first written: float32 images, jax.random.permutation shuffle, isfinite check",
          dict(fast_order=False, old_check=True), "float32"),
-        ("+ same shuffle with 4x cheaper sorts (epoch_order)",
+        ("+ bpjax.data.shuffle (one-operand sorts of random keys)",
          dict(fast_order=True, old_check=True), "float32"),
         ("+ finite check as max|x| (one fused reduction)",
          dict(fast_order=True, old_check=False), "float32"),
-        ("+ uint8 images, scaled in-graph", dict(fast_order=True, old_check=False), "uint8"),
-        ("+ pack_pixels images (4 pixels a word)",
+        ("+ uint8 images, scaled in-graph (exactly)",
+         dict(fast_order=True, old_check=False), "uint8"),
+        ("+ packed images (4 pixels a word)",
          dict(fast_order=True, old_check=False), "packed"),
         ("+ params checked once per epoch, replayed only if not finite (as shipped)",
          dict(fast_order=True, old_check=False, shipped=True), "packed"),

@@ -92,7 +92,8 @@ def test_take_and_slice_rows_keep_the_form_and_pick_the_same_images():
         assert type(taken) is type(x) and type(sliced) is type(x), name
         np.testing.assert_array_equal(as_inputs(taken, jnp.float32),
                                       pixels[np.asarray(idx)] / np.float32(255))
-        np.testing.assert_array_equal(as_inputs(sliced, jnp.float32), pixels[7:12] / np.float32(255))
+        np.testing.assert_array_equal(as_inputs(sliced, jnp.float32),
+                                      pixels[7:12] / np.float32(255))
 
 
 def test_input_dtype_is_the_images_float_type_else_the_params():

@@ -79,7 +79,7 @@ def full_batch_step(params, optimizer, x, labels, chunk_size: int = 10_000, n_cl
     return params
 
 
-def make_vmap_sgd_step(params, eta: float):
+def make_vmap_sgd_step(eta: float):
     """An SGD step whose gradient is the mean of ``torch.func.vmap(grad)`` per-example gradients."""
     import torch
     from torch.func import grad, vmap
