@@ -92,7 +92,10 @@ def _copy(params):
 
 
 def bpjax_epoch(
-    problem: Problem, data: Data, method: str = "autodiff", images: str = "packed",
+    problem: Problem,
+    data: Data,
+    method: str = "autodiff",
+    images: str = "packed",
     n_timed: int | None = None,
 ) -> Case:
     """``bpjax.train.make_sgd_epoch``: the whole epoch, shuffle included, one compiled call;
@@ -122,8 +125,9 @@ def bpjax_step_loop(problem: Problem, data: Data, n_timed: int | None = None) ->
 
     @jax.jit
     def step(p, s, x, labels, idx):
-        return train_step(p, s, as_inputs(take_rows(x, idx), jnp.float32),
-                          bpjax.one_hot(labels[idx]))
+        return train_step(
+            p, s, as_inputs(take_rows(x, idx), jnp.float32), bpjax.one_hot(labels[idx])
+        )
 
     batches = [jnp.asarray(b) for b in batch_order(sub.n, problem.batch_size)]
     x, labels = sub.images["packed"], sub.jlabels
@@ -140,7 +144,10 @@ def bpjax_step_loop(problem: Problem, data: Data, n_timed: int | None = None) ->
 
 
 def bpjax_full_batch(
-    problem: Problem, data: Data, method: str = "autodiff", images: str = "uint8",
+    problem: Problem,
+    data: Data,
+    method: str = "autodiff",
+    images: str = "uint8",
     chunk_size: int = 10_000,
 ) -> Case:
     """``bpjax.train.make_full_batch_step``: one gradient-descent step over every example."""
@@ -243,8 +250,9 @@ def _torch_setup(problem: Problem, data: Data) -> _Torch:
 
     params = torch_eager.to_torch(init_params(problem.sizes))
     initial = [{k: v.detach().clone() for k, v in layer.items()} for layer in params]
-    return _Torch(params, initial, torch.from_numpy(data.x),
-                  torch.from_numpy(data.labels.astype(np.int64)))
+    return _Torch(
+        params, initial, torch.from_numpy(data.x), torch.from_numpy(data.labels.astype(np.int64))
+    )
 
 
 def _torch_reset(t: _Torch) -> None:

@@ -25,8 +25,17 @@ from benchmarks.threads import configure
 
 RESULTS = Path(__file__).parent / "results"
 
-SECTIONS = ("sgd_epoch", "shuffle", "full_batch", "compile", "scaling", "sweep",
-            "time_to_accuracy", "devices", "ablation")
+SECTIONS = (
+    "sgd_epoch",
+    "shuffle",
+    "full_batch",
+    "compile",
+    "scaling",
+    "sweep",
+    "time_to_accuracy",
+    "devices",
+    "ablation",
+)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -34,11 +43,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="small data and few repeats (a smoke run)")
     p.add_argument("--repeats", type=int, default=None, help="timed repeats (default 7; quick 2)")
     p.add_argument("--threads", type=int, default=1, help="XLA/BLAS threads (default 1)")
-    p.add_argument("--sections", default=",".join(SECTIONS),
-                   help=f"comma-separated subset of {','.join(SECTIONS)}")
+    p.add_argument(
+        "--sections",
+        default=",".join(SECTIONS),
+        help=f"comma-separated subset of {','.join(SECTIONS)}",
+    )
     p.add_argument("--machine", default=platform.node() or "cpu", help="name in the file name")
-    p.add_argument("--out", default=str(RESULTS),
-                   help="directory for the JSON (default benchmarks/results)")
+    p.add_argument(
+        "--out", default=str(RESULTS), help="directory for the JSON (default benchmarks/results)"
+    )
     p.add_argument("--json", default=None, help="exact JSON path (overrides --out/--machine)")
     p.add_argument("--markdown", default=None, help="also write the main tables as markdown here")
     args = p.parse_args(argv)
@@ -73,9 +86,14 @@ def main(argv: list[str] | None = None) -> dict:
         "date": dt.datetime.now().isoformat(timespec="seconds"),
         "command": " ".join(["python -m benchmarks.run", *_portable(argv)]),
         "quick": args.quick,
-        "settings": {"threads": args.threads, "env": env, "repeats": s.repeats,
-                     "reference_thread_counts": s.thread_counts, "examples": data.n,
-                     "data": data_source(ds.source)},
+        "settings": {
+            "threads": args.threads,
+            "env": env,
+            "repeats": s.repeats,
+            "reference_thread_counts": s.thread_counts,
+            "examples": data.n,
+            "data": data_source(ds.source),
+        },
         "versions": {**package_versions(), "torch": _torch_version()},
         "cpu": {"model": _cpu_model(), "cores": _cores(), "loadavg_start": load0},
     }
@@ -101,9 +119,14 @@ def main(argv: list[str] | None = None) -> dict:
     results["cpu"]["loadavg_end"] = open("/proc/loadavg").read().split()[:3]
     results["wall_s"] = time.time() - started
     print(report.text(results))
-    path = Path(args.json) if args.json else (
-        Path(args.out) / f"{args.machine}-{dt.date.today().isoformat()}"
-        f"{'-quick' if args.quick else ''}.json")
+    path = (
+        Path(args.json)
+        if args.json
+        else (
+            Path(args.out) / f"{args.machine}-{dt.date.today().isoformat()}"
+            f"{'-quick' if args.quick else ''}.json"
+        )
+    )
     write_json(path, results)
     if args.markdown:
         Path(args.markdown).write_text(report.markdown(results, repo_relative(path)) + "\n")

@@ -161,7 +161,14 @@ def make_train_step(
 
 
 def sgd_epoch(
-    step, params, opt_state, x, labels, key, batch_size: int, n_classes: int = 10,
+    step,
+    params,
+    opt_state,
+    x,
+    labels,
+    key,
+    batch_size: int,
+    n_classes: int = 10,
     batch_sharding=None,
 ):
     """One epoch of mini-batch SGD as a single ``lax.scan``: shuffle with ``key``, one step a batch.

@@ -108,14 +108,16 @@ def _network_py_epoch(params, x, labels, batches, eta):
 
 def _plain_jax_epoch(params, x, labels, batches, eta):
     epoch = jax_plain.make_sgd_epoch(eta)
-    return epoch(jax.tree.map(jnp.asarray, params), jnp.asarray(x), jnp.asarray(labels),
-                 jnp.asarray(batches))
+    return epoch(
+        jax.tree.map(jnp.asarray, params), jnp.asarray(x), jnp.asarray(labels), jnp.asarray(batches)
+    )
 
 
 @pytest.mark.parametrize(
     "sgd_epoch",
     [numpy_loop.sgd_epoch, numpy_matrix.sgd_epoch, _network_py_epoch, _plain_jax_epoch],
-    ids=["numpy-loop", "numpy-matrix", "network-py", "plain-jax"])
+    ids=["numpy-loop", "numpy-matrix", "network-py", "plain-jax"],
+)
 def test_reference_sgd_epoch_equals_bpjax(sgd_epoch):
     params, x, labels = problem(n=40)
     batches = np.asarray(epoch_batches(jax.random.key(5), 40, 8))
@@ -126,7 +128,8 @@ def test_reference_sgd_epoch_equals_bpjax(sgd_epoch):
 
 needs_torch = pytest.mark.skipif(
     not torch_eager.available(),
-    reason="PyTorch is not installed (optional extra: pip install 'bpjax[bench]')")
+    reason="PyTorch is not installed (optional extra: pip install 'bpjax[bench]')",
+)
 
 
 @needs_torch
@@ -138,14 +141,23 @@ def test_torch_sgd_epoch_and_vmap_step_equal_bpjax():
     expected = bpjax_epoch(params, x, labels, batches, 2.0)
     tp = torch_eager.to_torch(params)
     opt = torch_eager.make_sgd(tp, 2.0)
-    torch_eager.sgd_epoch(tp, opt, torch.from_numpy(x), torch.from_numpy(labels.astype(np.int64)),
-                          torch.from_numpy(batches.astype(np.int64)))
+    torch_eager.sgd_epoch(
+        tp,
+        opt,
+        torch.from_numpy(x),
+        torch.from_numpy(labels.astype(np.int64)),
+        torch.from_numpy(batches.astype(np.int64)),
+    )
     assert max_rel_err(torch_eager.to_numpy(tp), expected) < 1e-5
     tv = torch_eager.to_torch(params)
     step = torch_eager.make_vmap_sgd_step(2.0)
-    torch_eager.vmap_sgd_epoch(step, tv, torch.from_numpy(x),
-                               torch.from_numpy(labels.astype(np.int64)),
-                               torch.from_numpy(batches.astype(np.int64)))
+    torch_eager.vmap_sgd_epoch(
+        step,
+        tv,
+        torch.from_numpy(x),
+        torch.from_numpy(labels.astype(np.int64)),
+        torch.from_numpy(batches.astype(np.int64)),
+    )
     assert max_rel_err(torch_eager.to_numpy(tv), expected) < 1e-5
 
 
@@ -157,8 +169,13 @@ def test_torch_full_batch_step_equals_bpjax():
     _, grads = bpjax_mean_grad(params, x, labels)
     expected = jax.tree.map(lambda p, g: p - 2.0 * g, params, grads)
     tp = torch_eager.to_torch(params)
-    torch_eager.full_batch_step(tp, torch_eager.make_sgd(tp, 2.0), torch.from_numpy(x),
-                                torch.from_numpy(labels.astype(np.int64)), chunk_size=16)
+    torch_eager.full_batch_step(
+        tp,
+        torch_eager.make_sgd(tp, 2.0),
+        torch.from_numpy(x),
+        torch.from_numpy(labels.astype(np.int64)),
+        chunk_size=16,
+    )
     assert max_rel_err(torch_eager.to_numpy(tp), expected) < 1e-5
 
 
@@ -177,9 +194,13 @@ def test_the_benchmark_cases_run_every_implementation_on_the_same_problem():
         assert max_rel_err(got, expected) < 1e-5
     got = impls.jax_plain_epoch(p, data).run()
     assert max_rel_err(got, expected) < 1e-5
-    for case in (impls.numpy_matrix_epoch(p, data), impls.numpy_loop_epoch(p, data, 30),
-                 impls.bpjax_full_batch(p, data), impls.bpjax_step_loop(p, data),
-                 impls.shuffle_case(60, "bpjax.data.shuffle")):
+    for case in (
+        impls.numpy_matrix_epoch(p, data),
+        impls.numpy_loop_epoch(p, data, 30),
+        impls.bpjax_full_batch(p, data),
+        impls.bpjax_step_loop(p, data),
+        impls.shuffle_case(60, "bpjax.data.shuffle"),
+    ):
         case.run()
 
 
@@ -189,15 +210,35 @@ def test_the_benchmark_cases_run_every_implementation_on_the_same_problem():
 def test_quick_run_writes_valid_json(tmp_path):
     out = tmp_path / "quick.json"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.run", "--quick", "--json", str(out)],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", "--quick", "--json", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Targets" in proc.stdout and "times faster than each reference" in proc.stdout
     text = out.read_text()
     results = json.loads(text)
-    for key in ("machine", "date", "settings", "versions", "gemm_peak", "sgd_epoch", "shuffle",
-                "full_batch", "compile", "scaling", "sweep", "time_to_accuracy", "devices",
-                "ablation", "targets"):
+    for key in (
+        "machine",
+        "date",
+        "settings",
+        "versions",
+        "gemm_peak",
+        "sgd_epoch",
+        "shuffle",
+        "full_batch",
+        "compile",
+        "scaling",
+        "sweep",
+        "time_to_accuracy",
+        "devices",
+        "ablation",
+        "targets",
+    ):
         assert key in results, key
     # Nothing machine-specific: no absolute path of the repository or the output.
     assert str(ROOT) not in text and str(tmp_path) not in text
@@ -218,5 +259,3 @@ def test_quick_run_writes_valid_json(tmp_path):
     summary = report.main([str(out), "--out", str(tmp_path / "summary.md")])
     assert summary == (tmp_path / "summary.md").read_text()
     assert "| 784-16-16-10/B=100 | bpjax | " in summary and "plain JAX" in summary
-
-

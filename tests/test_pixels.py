@@ -33,8 +33,11 @@ def random_pixels(n=64, n_in=784, seed=0):
 def forms(pixels):
     """The same images in the three device forms."""
     floats = pixels.astype(np.float32) / np.float32(255)
-    return {"packed": pack_pixels(pixels), "uint8": jnp.asarray(pixels),
-            "float32": jnp.asarray(floats)}
+    return {
+        "packed": pack_pixels(pixels),
+        "uint8": jnp.asarray(pixels),
+        "float32": jnp.asarray(floats),
+    }
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -90,10 +93,12 @@ def test_take_and_slice_rows_keep_the_form_and_pick_the_same_images():
         taken = jax.jit(take_rows)(x, idx)
         sliced = jax.jit(lambda a, s: slice_rows(a, s, 5))(x, 7)
         assert type(taken) is type(x) and type(sliced) is type(x), name
-        np.testing.assert_array_equal(as_inputs(taken, jnp.float32),
-                                      pixels[np.asarray(idx)] / np.float32(255))
-        np.testing.assert_array_equal(as_inputs(sliced, jnp.float32),
-                                      pixels[7:12] / np.float32(255))
+        np.testing.assert_array_equal(
+            as_inputs(taken, jnp.float32), pixels[np.asarray(idx)] / np.float32(255)
+        )
+        np.testing.assert_array_equal(
+            as_inputs(sliced, jnp.float32), pixels[7:12] / np.float32(255)
+        )
 
 
 def test_input_dtype_is_the_images_float_type_else_the_params():
@@ -105,14 +110,17 @@ def test_input_dtype_is_the_images_float_type_else_the_params():
         for x in (jnp.zeros((2, 3), jnp.uint8), pack_pixels(np.zeros((2, 3), np.uint8))):
             assert input_dtype(params64, x) == jnp.float64
     assert input_dtype([{"w": jnp.zeros((2, 3), jnp.int32)}], jnp.zeros((2, 3), jnp.uint8)) == (
-        jnp.float32)
+        jnp.float32
+    )
 
 
 @pytest.mark.parametrize(
     ("bad", "message"),
-    [(np.zeros((2, 8), np.float32), "needs uint8 pixels"),
-     (np.zeros(8, np.uint8), r"of shape \(N, n_in\)"),
-     (np.zeros((2, 8), np.int32), "got int32")],
+    [
+        (np.zeros((2, 8), np.float32), "needs uint8 pixels"),
+        (np.zeros(8, np.uint8), r"of shape \(N, n_in\)"),
+        (np.zeros((2, 8), np.int32), "got int32"),
+    ],
 )
 def test_pack_pixels_rejects_anything_but_uint8_matrices(bad, message):
     with pytest.raises(ValueError, match=message):
@@ -137,8 +145,9 @@ def test_pixels_of_inverts_the_float_images_exactly_and_rejects_other_floats():
 
 
 def test_device_arrays_hold_every_split_in_the_asked_form():
-    splits = Splits(random_pixels(30, 784, 1), np.arange(30) % 10,
-                    random_pixels(8, 784, 2), np.arange(8) % 10)
+    splits = Splits(
+        random_pixels(30, 784, 1), np.arange(30) % 10, random_pixels(8, 784, 2), np.arange(8) % 10
+    )
     ds = make_dataset(splits, "test", validation=6)
     kinds = {"packed": PackedImages, "uint8": jax.Array, "float32": jax.Array}
     for images in IMAGE_FORMS:
@@ -162,11 +171,14 @@ def test_an_epoch_on_any_form_follows_the_float32_trajectory_bit_for_bit():
     params = bpjax.init_params(jax.random.key(0), (784, 8, 10))
     tx = optax.sgd(1.0)
     epoch = train.make_sgd_epoch(train.make_train_step(tx), 20)
-    runs = {name: epoch(params, tx.init(params), x, labels, jax.random.key(2))
-            for name, x in forms(pixels).items()}
+    runs = {
+        name: epoch(params, tx.init(params), x, labels, jax.random.key(2))
+        for name, x in forms(pixels).items()
+    }
     for name in ("packed", "uint8"):
-        for got, expected in zip(jax.tree.leaves(runs[name]), jax.tree.leaves(runs["float32"]),
-                                 strict=True):
+        for got, expected in zip(
+            jax.tree.leaves(runs[name]), jax.tree.leaves(runs["float32"]), strict=True
+        ):
             np.testing.assert_array_equal(got, expected, err_msg=name)
 
 
@@ -178,8 +190,9 @@ def test_full_batch_gradient_and_evaluation_read_packed_images():
     x = forms(pixels)
     full = jax.jit(lambda a: train.full_batch_cost_and_grad(grad_fn, params, a, labels, 16))
     evaluate = train.make_evaluate()
-    for got, expected in zip(jax.tree.leaves(full(x["packed"])),
-                             jax.tree.leaves(full(x["float32"])), strict=True):
+    for got, expected in zip(
+        jax.tree.leaves(full(x["packed"])), jax.tree.leaves(full(x["float32"])), strict=True
+    ):
         np.testing.assert_allclose(got, expected, rtol=1e-6)
     for k, v in evaluate(params, x["packed"], labels).items():
         np.testing.assert_allclose(v, evaluate(params, x["float32"], labels)[k], rtol=1e-6)

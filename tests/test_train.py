@@ -127,8 +127,13 @@ def test_per_example_methods_equal_the_plain_vmap_grad_average(x64, method):
 
 
 def test_all_finite_flags_nan_and_inf_but_not_huge_values():
-    for value, finite in ((1.0, True), (3e38, True), (np.nan, False), (np.inf, False),
-                          (-np.inf, False)):
+    for value, finite in (
+        (1.0, True),
+        (3e38, True),
+        (np.nan, False),
+        (np.inf, False),
+        (-np.inf, False),
+    ):
         tree = [{"w": jnp.ones((3, 4)).at[1, 2].set(value), "b": jnp.zeros(3)}]
         assert bool(jax.jit(train.all_finite)(tree)) is finite
 
@@ -138,14 +143,14 @@ def test_donated_epoch_gives_the_same_result():
     tx = optax.sgd(1.0)
     step = train.make_train_step(tx)
     p = jax.tree.map(jnp.asarray, params)
-    plain = train.make_sgd_epoch(step, 8)(p, tx.init(p), jnp.asarray(x), jnp.asarray(labels),
-                                          jax.random.key(0))
+    plain = train.make_sgd_epoch(step, 8)(
+        p, tx.init(p), jnp.asarray(x), jnp.asarray(labels), jax.random.key(0)
+    )
     q = jax.tree.map(jnp.copy, p)
-    donated = train.make_sgd_epoch(step, 8, donate=True)(q, tx.init(q), jnp.asarray(x),
-                                                         jnp.asarray(labels), jax.random.key(0))
+    donated = train.make_sgd_epoch(step, 8, donate=True)(
+        q, tx.init(q), jnp.asarray(x), jnp.asarray(labels), jax.random.key(0)
+    )
     assert max_rel_err(donated[0], plain[0]) == 0
-
-
 
 
 def _diverging_problem():
@@ -176,7 +181,8 @@ def test_vmapped_epochs_flag_each_run_as_alone():
     epoch = train.make_sgd_epoch(step, 8)
     alone = [epoch(p, tx.init(p), x, labels, key)[2]["finite"] for p in (params, broken)]
     runs = jax.tree.map(lambda a, b: jnp.stack([a, b]), params, broken)
-    vmapped = jax.jit(jax.vmap(
-        lambda p: train.sgd_epoch(step, p, tx.init(p), x, labels, key, 8)))(runs)
+    vmapped = jax.jit(jax.vmap(lambda p: train.sgd_epoch(step, p, tx.init(p), x, labels, key, 8)))(
+        runs
+    )
     np.testing.assert_array_equal(vmapped[2]["finite"], jnp.stack(alone))
     assert bool(alone[0][0]) and not bool(jnp.any(alone[1]))
