@@ -140,6 +140,12 @@ def test_pixels_of_inverts_the_float_images_exactly_and_rejects_other_floats():
         pixels_of(np.full((2, 3), 0.5, np.float32))
     with pytest.raises(ValueError, match="float64"):
         pixels_of(pixels.astype(np.float64) / 255)
+    # Block by block: a bad row after the first block is still caught.
+    floats = np.repeat(pixels.astype(np.float32) / np.float32(255), 3, axis=0)
+    np.testing.assert_array_equal(pixels_of(floats, rows=5), np.repeat(pixels, 3, axis=0))
+    floats[-1, -1] = 0.5
+    with pytest.raises(ValueError, match="not uint8 pixels / 255"):
+        pixels_of(floats, rows=5)
     with pytest.raises(ValueError, match="images='bogus'"):
         device_images(pixels, "bogus")
 

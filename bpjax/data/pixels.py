@@ -137,16 +137,29 @@ def slice_rows(x, start, size: int):
     return jax.lax.dynamic_slice_in_dim(x, start, size)
 
 
-def pixels_of(x: np.ndarray) -> np.ndarray:
+_SCALED = np.arange(256, dtype=np.float32) / np.float32(255)  # every float32(p) / 255
+
+
+def pixels_of(x: np.ndarray, rows: int = 2048) -> np.ndarray:
     """Float images that are ``float32(p) / 255`` (as ``bpjax.data`` makes them) -> the uint8
     pixels p, exactly; ValueError if they are not of that form."""
     x = np.asarray(x)
-    pixels = np.rint(x * np.float32(255)).clip(0, 255).astype(np.uint8)
-    if x.dtype != np.float32 or not np.array_equal(pixels.astype(np.float32) / np.float32(255), x):
-        raise ValueError(
-            f"images of dtype {x.dtype} are not uint8 pixels / 255 in float32: store them as "
-            "images='float32' instead"
-        )
+    if x.dtype != np.float32:
+        raise ValueError(f"images of dtype {x.dtype} are not float32 pixels / 255")
+    pixels = np.empty(x.shape, np.uint8)
+    flat, out = x.reshape(x.shape[0], -1), pixels.reshape(x.shape[0], -1)
+    buf = np.empty((min(rows, flat.shape[0]), flat.shape[1]), np.float32)
+    # Block by block, so each pass reads the cache, not memory (~4x faster for MNIST).
+    for start in range(0, flat.shape[0], rows):
+        block, b = flat[start : start + rows], buf[: min(rows, flat.shape[0] - start)]
+        np.multiply(block, np.float32(255), out=b)
+        np.clip(np.rint(b, out=b), 0, 255, out=b)
+        out[start : start + rows] = b
+        if not np.array_equal(_SCALED[out[start : start + rows]], block):
+            raise ValueError(
+                "images are not uint8 pixels / 255 in float32: store them as "
+                "images='float32' instead"
+            )
     return pixels
 
 
