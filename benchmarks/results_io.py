@@ -44,6 +44,11 @@ def data_source(source: str) -> str:
     return f"{kind}:{Path(where).name}" if sep and os.path.isabs(where) else source
 
 
+def portable(text: str) -> str:
+    """``text`` (a traceback, say) with the repository's absolute path replaced by ``.``."""
+    return text.replace(str(ROOT), ".")
+
+
 def write_json(path: str | os.PathLike, obj) -> Path:
     """``obj`` as indented JSON at ``path``, atomically (a reader sees the old or the new file)."""
     path = Path(path)

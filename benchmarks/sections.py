@@ -21,6 +21,7 @@ import optax
 from benchmarks import impls
 from benchmarks.impls import Data, Problem
 from benchmarks.reference import torch_eager
+from benchmarks.results_io import portable
 from benchmarks.threads import set_threads
 from benchmarks.timing import Case, flops_per_example, measure
 from bpjax import train
@@ -379,7 +380,7 @@ def time_to_accuracy(s: Settings) -> dict:
         )
         wall = time.perf_counter() - t0
         if proc.returncode:
-            return {"error": proc.stderr[-2000:]}
+            return {"error": portable(proc.stderr[-2000:])}
         result = json.loads(proc.stdout.strip().splitlines()[-1])
         result["process_wall_s"] = wall
         results.append(result)
@@ -409,7 +410,7 @@ def devices(s: Settings) -> dict:
         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
     )
     if proc.returncode:
-        return {"error": proc.stderr[-2000:]}
+        return {"error": portable(proc.stderr[-2000:])}
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 

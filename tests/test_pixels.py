@@ -154,9 +154,9 @@ def test_device_arrays_hold_every_split_in_the_asked_form():
     splits = Splits(
         random_pixels(30, 784, 1), np.arange(30) % 10, random_pixels(8, 784, 2), np.arange(8) % 10
     )
-    ds = make_dataset(splits, "test", validation=6)
     kinds = {"packed": PackedImages, "uint8": jax.Array, "float32": jax.Array}
-    for images in IMAGE_FORMS:
+    for images, validation in zip(IMAGE_FORMS, (0, 6, 6), strict=True):  # 0: an empty split
+        ds = make_dataset(splits, "test", validation=validation)
         data = device_arrays(ds, images)
         assert sorted(data) == ["x_test", "x_train", "x_val", "y_test", "y_train", "y_val"]
         for split in ("train", "val", "test"):
@@ -166,6 +166,7 @@ def test_device_arrays_hold_every_split_in_the_asked_form():
             np.testing.assert_array_equal(data[f"y_{split}"], getattr(ds, f"y_{split}"))
     with pytest.raises(ValueError, match="choose one of"):
         device_arrays(ds, "float16")
+    assert device_arrays(make_dataset(splits, "test"))["x_val"].shape == (0, 784)
 
 
 # --- bpjax.train reads every form: the same inputs, so the same trajectory ----------------------

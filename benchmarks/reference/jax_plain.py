@@ -15,7 +15,7 @@ def forward(params, xs):
     """Outputs (B, n_out) for inputs (B, n_in); params as ``[{"w": (n_out, n_in), "b"}]``."""
     a = xs
     for layer in params:
-        a = jax.nn.sigmoid(a @ layer["w"].T + layer["b"])
+        a = jax.nn.sigmoid(a @ layer["w"].T + layer["b"][None, :])
     return a
 
 

@@ -147,15 +147,14 @@ def pixels_of(x: np.ndarray, rows: int = 2048) -> np.ndarray:
     if x.dtype != np.float32:
         raise ValueError(f"images of dtype {x.dtype} are not float32 pixels / 255")
     pixels = np.empty(x.shape, np.uint8)
-    flat, out = x.reshape(x.shape[0], -1), pixels.reshape(x.shape[0], -1)
-    buf = np.empty((min(rows, flat.shape[0]), flat.shape[1]), np.float32)
+    buf = np.empty((min(rows, len(x)),) + x.shape[1:], np.float32)
     # Block by block, so each pass reads the cache, not memory (~4x faster for MNIST).
-    for start in range(0, flat.shape[0], rows):
-        block, b = flat[start : start + rows], buf[: min(rows, flat.shape[0] - start)]
+    for start in range(0, len(x), rows):
+        block, b = x[start : start + rows], buf[: min(rows, len(x) - start)]
         np.multiply(block, np.float32(255), out=b)
         np.clip(np.rint(b, out=b), 0, 255, out=b)
-        out[start : start + rows] = b
-        if not np.array_equal(_SCALED[out[start : start + rows]], block):
+        pixels[start : start + rows] = b
+        if not np.array_equal(_SCALED[pixels[start : start + rows]], block):
             raise ValueError(
                 "images are not uint8 pixels / 255 in float32: store them as "
                 "images='float32' instead"
