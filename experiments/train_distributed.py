@@ -156,7 +156,8 @@ def run(cfg: Config, ctx: runtime.Context) -> dict:
     select = "validation_accuracy" if "validation" in data else "test_accuracy"
     return {"spec": spec.to_dict(), "history": result.history, "final": result.history[-1],
             "best": {"by": select, **evaluation.best(result.history, select)},
-            "data_layout": cfg.data_layout, "n_used": n, "local_rows": [rows.start, rows.stop],
+            "data_layout": cfg.data_layout, "x_spec": str(x.sharding.spec), "n_used": n,
+            "local_rows": [rows.start, rows.stop],
             "process_index": jax.process_index(), "process_count": jax.process_count(),
             "devices": [str(d) for d in mesh.devices.flat]}
 
