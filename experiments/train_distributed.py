@@ -199,34 +199,26 @@ EXPERIMENT = runtime.Experiment(
 
 
 def process_options(argv) -> tuple[ProcessOptions, str | None] | None:
-    """The checked config's process options and ``--out`` (None for ``--replot``). Every flag
-    is checked here, before any process joins another; a resume takes its run's options."""
+    """The checked process options of ``argv`` (a resume's from its run) and ``--out``; None
+    for ``--replot``. Checked before the processes join; the runtime checks the other flags
+    after (``make_optimizer`` starts JAX), before anything is compiled or written."""
     parser = cli.build_parser(Config, f"python -m experiments.{NAME}", EXPERIMENT.description,
                               REPLOT)
     given = vars(parser.parse_args(argv))
-    if given.pop("replot", None) is not None:
+    if given.get("replot") is not None:
         return None
-    if given.get("resume") is None:
-        from bpjax.spec import import_plugins
-
+    saved = {}
+    if given.get("resume") is not None:
         try:
-            import_plugins(given.get("plugins", ()))
-        except ValueError as e:
-            raise ConfigError(f"--plugins: {e}") from None
-        cfg = Config(**({**QUICK, **given} if given.get("quick") else given))
-        cfg.check()
-        return cfg, cfg.out
-    try:
-        saved = rundir.read_json(Path(given["resume"]) / rundir.CONFIG).get("config", {})
-    except ConfigError:
-        saved = {}  # not a run directory: the runtime says so
-    names = [f.name for f in dataclasses.fields(ProcessOptions)]
-    opts = ProcessOptions(**{k: given.get(k, saved.get(k, getattr(ProcessOptions, k)))
-                             for k in names})
+            saved = rundir.read_json(Path(given["resume"]) / rundir.CONFIG).get("config", {})
+        except ConfigError:
+            pass  # not a run directory: the runtime says so
+    opts = ProcessOptions(**{f.name: given.get(f.name, saved.get(f.name, f.default))
+                             for f in dataclasses.fields(ProcessOptions)})
     opts.check()
-    if opts.distributed:
+    if opts.distributed and given.get("resume") is not None:
         raise ConfigError(NO_RESUME)
-    return opts, None
+    return opts, given.get("out")
 
 
 def start_jax(opts: ProcessOptions) -> None:
