@@ -3,7 +3,7 @@ CPU devices, interleaved in one process (``python -m benchmarks.devices``, print
 
 CPU devices are made with ``jax_num_cpu_devices`` and share this machine's cores, so this
 measures what partitioning and the per-step all-reduce cost, not a speed-up from more hardware.
-Uses ``experiments.train_distributed.epoch_runner`` (784-16-16-10, float32 images, SGD).
+Uses ``bpjax.distributed.epoch_runner`` (784-16-16-10, float32 images, SGD).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     from benchmarks.timing import Case, measure
     from bpjax.data import load_mnist
-    from experiments.train_distributed import epoch_runner
+    from bpjax.distributed import epoch_runner
 
     ds = load_mnist(verbose=False)
     x, labels = ds.x_train[: args.examples], ds.y_train[: args.examples]
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> dict:
              "ms_per_epoch": case.median * steps[(layout, n)] * 1e3}
             for (layout, n), case in cases.items()]
     result = {"batch_size": args.batch_size, "examples": len(labels), "rows": rows,
-              "source": "experiments.train_distributed.epoch_runner",
+              "source": "bpjax.distributed.epoch_runner",
               "note": "forced CPU devices share the machine's 2 cores"}
     print(json.dumps(result))
     return result

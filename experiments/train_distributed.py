@@ -29,21 +29,19 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import jax
 import numpy as np
 
+from bpjax import distributed
 from experiments import runtime
 from experiments import train as single
 from experiments.plots import train as plots
 from experiments.runtime import ConfigError, cli, evaluation, flag, options, rundir
 
 NAME = "train_distributed"
-LAYOUTS = ("sharded", "replicated")
 MAX_INIT_TIMEOUT_S = 3600
 NO_RESUME = "--resume: a --distributed run keeps no checkpoints; start it over"
 
@@ -87,7 +85,7 @@ class Config(runtime.DataOptions, runtime.ModelOptions, runtime.OptimizerOptions
              runtime.TrainingOptions, runtime.RunOptions, ProcessOptions):
     train_limit: int = flag(0, "train on the first N training examples only (0 = all)")
     data_layout: str = flag("sharded", "training set split over the devices by rows, or whole "
-                            "on each", choices=LAYOUTS)
+                            "on each", choices=distributed.LAYOUTS)
 
     def check(self) -> None:
         super().check()
@@ -96,14 +94,10 @@ class Config(runtime.DataOptions, runtime.ModelOptions, runtime.OptimizerOptions
             raise ConfigError(NO_RESUME)
 
     def n_used(self, ds, mesh) -> int:
-        from bpjax import distributed
-
         n = len(ds.y_train)
         return distributed.n_used(min(self.train_limit or n, n), mesh)
 
     def check_data(self, ds) -> None:  # the runtime calls it once the data are loaded
-        from bpjax import distributed
-
         mesh = distributed.data_mesh()
         try:
             distributed.check_batch_size(self.batch_size, mesh)
@@ -122,7 +116,7 @@ REPLOT = [(("--replot",), {"metavar": "RUN_DIR", "default": None, "help": "redra
 
 def run(cfg: Config, ctx: runtime.Context) -> dict:
     import bpjax
-    from bpjax import distributed, train
+    from bpjax import train
 
     spec, mesh = cfg.spec(), distributed.data_mesh()
     if cfg.distributed:
@@ -252,54 +246,6 @@ def main(argv=None):
     except runtime.RunFailed as e:
         cli.fail(str(e), e.status, NAME)
     return runtime.main(EXPERIMENT, argv)
-
-
-def epoch_runner(n_devices: int, x, labels, sizes=(784, 16, 16, 10), batch_size: int = 64,
-                 data_layout: str = "sharded", seed: int = 0):
-    """``(run, steps)`` for benchmarks: ``run()`` trains one SGD epoch (always from the same
-    params and key) data-parallel over the first ``n_devices`` devices and waits for it.
-
-    ``x`` (N, n_in), ``labels`` (N,): host arrays; ``steps`` = n_used // batch_size. Fits
-    ``benchmarks.timing.Case(run=run, scale=1 / steps)``. On forced CPU devices the devices
-    share the same cores, so this measures the partitioning and collective overhead.
-    """
-    import optax
-
-    import bpjax
-    from bpjax import distributed
-    from bpjax.train import make_train_step
-
-    if data_layout not in LAYOUTS:
-        raise ValueError(f"data_layout={data_layout!r}: expected one of {LAYOUTS}")
-    if len(jax.devices()) < n_devices:
-        raise ValueError(f"asked for {n_devices} devices, only {len(jax.devices())} exist")
-    mesh = distributed.data_mesh(jax.devices()[:n_devices])
-    by_rows, n = data_layout == "sharded", distributed.n_used(len(labels), mesh)
-    xs, ls = (distributed.place(np.asarray(a)[:n], mesh, rows=by_rows) for a in (x, labels))
-    optimizer = optax.sgd(0.1)
-    params0 = bpjax.init_params(jax.random.key(seed), sizes)
-    params, opt_state = distributed.place((params0, optimizer.init(params0)), mesh, rows=False)
-    epoch = distributed.make_data_parallel_epoch(make_train_step(optimizer), batch_size, mesh,
-                                                 n_classes=sizes[-1])
-    key = jax.random.key(seed)
-    return (lambda: jax.block_until_ready(epoch(params, opt_state, xs, ls, key))), n // batch_size
-
-
-def time_epoch(n_devices: int, x, labels, sizes=(784, 16, 16, 10), batch_size: int = 64,
-               data_layout: str = "sharded", repeats: int = 3, seed: int = 0) -> dict:
-    """``epoch_runner`` timed on its own: ``{"n_devices", "steps", "compile_s",
-    "seconds_per_step"}``, the median of ``repeats`` epochs after a compiling call."""
-    run_epoch, steps = epoch_runner(n_devices, x, labels, sizes, batch_size, data_layout, seed)
-    t0 = time.perf_counter()
-    run_epoch()
-    compile_s = time.perf_counter() - t0
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        run_epoch()
-        times.append(time.perf_counter() - t0)
-    return {"n_devices": n_devices, "steps": steps, "compile_s": compile_s,
-            "seconds_per_step": statistics.median(times) / steps}
 
 
 if __name__ == "__main__":
