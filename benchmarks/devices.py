@@ -34,17 +34,28 @@ def main(argv: list[str] | None = None) -> dict:
     cases, steps = {}, {}
     for layout in ("sharded", "replicated"):
         for n in counts:
-            run, steps[(layout, n)] = epoch_runner(n, x, labels, batch_size=args.batch_size,
-                                                   data_layout=layout)
+            run, steps[(layout, n)] = epoch_runner(
+                n, x, labels, batch_size=args.batch_size, data_layout=layout
+            )
             cases[(layout, n)] = Case(run, scale=1 / steps[(layout, n)])
     measure(cases, args.repeats)
-    rows = [{"data_layout": layout, "devices": n, "steps": steps[(layout, n)],
-             "us_per_step": case.median * 1e6,
-             "ms_per_epoch": case.median * steps[(layout, n)] * 1e3}
-            for (layout, n), case in cases.items()]
-    result = {"batch_size": args.batch_size, "examples": len(labels), "rows": rows,
-              "source": "bpjax.distributed.epoch_runner",
-              "note": "forced CPU devices share the machine's 2 cores"}
+    rows = [
+        {
+            "data_layout": layout,
+            "devices": n,
+            "steps": steps[(layout, n)],
+            "us_per_step": case.median * 1e6,
+            "ms_per_epoch": case.median * steps[(layout, n)] * 1e3,
+        }
+        for (layout, n), case in cases.items()
+    ]
+    result = {
+        "batch_size": args.batch_size,
+        "examples": len(labels),
+        "rows": rows,
+        "source": "bpjax.distributed.epoch_runner",
+        "note": "forced CPU devices share the machine's 2 cores",
+    }
     print(json.dumps(result))
     return result
 

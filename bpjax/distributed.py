@@ -136,8 +136,15 @@ def make_data_parallel_epoch(step, batch_size: int, mesh: Mesh, n_classes: int =
     return run
 
 
-def epoch_runner(n_devices: int, x, labels, sizes=(784, 16, 16, 10), batch_size: int = 64,
-                 data_layout: str = "sharded", seed: int = 0):
+def epoch_runner(
+    n_devices: int,
+    x,
+    labels,
+    sizes=(784, 16, 16, 10),
+    batch_size: int = 64,
+    data_layout: str = "sharded",
+    seed: int = 0,
+):
     """``(run, steps)`` for benchmarks: ``run()`` trains one SGD epoch (always from the same
     params and key) data-parallel over the first ``n_devices`` devices and waits for it.
 
@@ -155,8 +162,9 @@ def epoch_runner(n_devices: int, x, labels, sizes=(784, 16, 16, 10), batch_size:
     optimizer = optax.sgd(0.1)
     params0 = init_params(jax.random.key(seed), sizes)
     params, opt_state = place((params0, optimizer.init(params0)), mesh, rows=False)
-    epoch = make_data_parallel_epoch(make_train_step(optimizer), batch_size, mesh,
-                                     n_classes=sizes[-1])
+    epoch = make_data_parallel_epoch(
+        make_train_step(optimizer), batch_size, mesh, n_classes=sizes[-1]
+    )
     key = jax.random.key(seed)
 
     def run():
@@ -165,8 +173,16 @@ def epoch_runner(n_devices: int, x, labels, sizes=(784, 16, 16, 10), batch_size:
     return run, n // batch_size
 
 
-def time_epoch(n_devices: int, x, labels, sizes=(784, 16, 16, 10), batch_size: int = 64,
-               data_layout: str = "sharded", repeats: int = 3, seed: int = 0) -> dict:
+def time_epoch(
+    n_devices: int,
+    x,
+    labels,
+    sizes=(784, 16, 16, 10),
+    batch_size: int = 64,
+    data_layout: str = "sharded",
+    repeats: int = 3,
+    seed: int = 0,
+) -> dict:
     """``epoch_runner`` timed on its own: ``{"n_devices", "steps", "compile_s",
     "seconds_per_step"}``, the median of ``repeats`` epochs after a compiling call."""
     run, steps = epoch_runner(n_devices, x, labels, sizes, batch_size, data_layout, seed)
@@ -178,5 +194,9 @@ def time_epoch(n_devices: int, x, labels, sizes=(784, 16, 16, 10), batch_size: i
         t0 = time.perf_counter()
         run()
         times.append(time.perf_counter() - t0)
-    return {"n_devices": n_devices, "steps": steps, "compile_s": compile_s,
-            "seconds_per_step": statistics.median(times) / steps}
+    return {
+        "n_devices": n_devices,
+        "steps": steps,
+        "compile_s": compile_s,
+        "seconds_per_step": statistics.median(times) / steps,
+    }

@@ -41,18 +41,24 @@ class Config(options.Options):
     cost: str = shared(options.ModelOptions, "cost")
     plugins: tuple[str, ...] = shared(options.ModelOptions, "plugins")
     layer_sizes: tuple[int, ...] | None = flag(
-        None, "check this network, layer sizes input first, e.g. 5,4,3 (default: "
-        "--architectures random ones)", metavar="N,N,...")
+        None,
+        "check this network, layer sizes input first, e.g. 5,4,3 (default: "
+        "--architectures random ones)",
+        metavar="N,N,...",
+    )
     architectures: int = flag(2, "random architectures per combination")
     examples: int = flag(3, "examples in the checked mini-batch")
     seed: int = shared(options.RunOptions, "seed")
 
     def check(self) -> None:
         super().check()
-        if self.layer_sizes is not None and (len(self.layer_sizes) < 2
-                                             or min(self.layer_sizes) < 1):
-            raise ConfigError(f"--layer-sizes needs at least two sizes, each >= 1, got "
-                              f"{','.join(map(str, self.layer_sizes))}")
+        if self.layer_sizes is not None and (
+            len(self.layer_sizes) < 2 or min(self.layer_sizes) < 1
+        ):
+            raise ConfigError(
+                f"--layer-sizes needs at least two sizes, each >= 1, got "
+                f"{','.join(map(str, self.layer_sizes))}"
+            )
         options.at_least("architectures", self.architectures)
         options.at_least("examples", self.examples)
         if not 0 <= self.seed < 2**32:
@@ -80,13 +86,16 @@ def parse(argv) -> tuple[Config, list | None]:
 
 
 def format_table(reports) -> str:
-    header = (f"{'hidden/output/cost':34} {'sizes':14} {'B':>3} {'rel hand-grad':>14} "
-              f"{'rel hand-fd':>12}  result")
+    header = (
+        f"{'hidden/output/cost':34} {'sizes':14} {'B':>3} {'rel hand-grad':>14} "
+        f"{'rel hand-fd':>12}  result"
+    )
     lines = [header, "-" * len(header)]
     for r in reports:
         lines.append(
             f"{str(r.spec):34} {'-'.join(map(str, r.sizes)):14} {r.batch_size:>3} "
-            f"{r.hand_vs_autodiff:14.2e} {r.hand_vs_fd:12.2e}  {'ok' if r.passed else 'FAIL'}")
+            f"{r.hand_vs_autodiff:14.2e} {r.hand_vs_fd:12.2e}  {'ok' if r.passed else 'FAIL'}"
+        )
     return "\n".join(lines)
 
 
@@ -101,8 +110,13 @@ def main(argv=None) -> int:
 
     from bpjax.gradcheck import FD_TOL, TOL, check_all
 
-    reports = check_all(specs, key=jax.random.key(cfg.seed), architectures=cfg.architectures,
-                        sizes=cfg.layer_sizes, batch_size=cfg.examples)
+    reports = check_all(
+        specs,
+        key=jax.random.key(cfg.seed),
+        architectures=cfg.architectures,
+        sizes=cfg.layer_sizes,
+        batch_size=cfg.examples,
+    )
     print(f"gradient check, float64, tolerances {TOL:g} (vs jax.grad), {FD_TOL:g} (vs FD)")
     print(format_table(reports))
     failed = sorted({str(r.spec) for r in reports if not r.passed})

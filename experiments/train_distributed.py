@@ -52,40 +52,58 @@ class ProcessOptions(options.Options):
 
     cpu_devices: int = flag(0, "simulate this many CPU devices per process (0 = the backend's)")
     distributed: bool = flag(False, "multi-process run: join the others via jax.distributed")
-    coordinator: str | None = flag(None, "HOST:PORT of process 0 (omit all three process flags "
-                                   "where Slurm, Open MPI or a TPU pod is auto-detected)")
+    coordinator: str | None = flag(
+        None,
+        "HOST:PORT of process 0 (omit all three process flags "
+        "where Slurm, Open MPI or a TPU pod is auto-detected)",
+    )
     num_processes: int | None = flag(None, "number of processes (with --distributed)")
     process_id: int | None = flag(None, "this process's index in [0, --num-processes)")
-    init_timeout: int = flag(300, f"seconds to wait for every process to join "
-                             f"(1..{MAX_INIT_TIMEOUT_S})")
+    init_timeout: int = flag(
+        300, f"seconds to wait for every process to join (1..{MAX_INIT_TIMEOUT_S})"
+    )
 
     def check(self) -> None:
         super().check()
         options.at_least("cpu_devices", self.cpu_devices, 0)
         if not 1 <= self.init_timeout <= MAX_INIT_TIMEOUT_S:
-            raise ConfigError(f"--init-timeout must be in [1, {MAX_INIT_TIMEOUT_S}] seconds, "
-                              f"got {self.init_timeout}")
+            raise ConfigError(
+                f"--init-timeout must be in [1, {MAX_INIT_TIMEOUT_S}] seconds, "
+                f"got {self.init_timeout}"
+            )
         given = [self.coordinator, self.num_processes, self.process_id]
         if not self.distributed and any(v is not None for v in given):
             raise ConfigError("--coordinator, --num-processes and --process-id need --distributed")
         if any(v is None for v in given) and any(v is not None for v in given):
-            raise ConfigError("give all of --coordinator, --num-processes and --process-id, or "
-                              "none (to let jax.distributed detect Slurm, Open MPI or a TPU pod)")
+            raise ConfigError(
+                "give all of --coordinator, --num-processes and --process-id, or "
+                "none (to let jax.distributed detect Slurm, Open MPI or a TPU pod)"
+            )
         if self.num_processes is not None:
             options.at_least("num_processes", self.num_processes)
             if not 0 <= self.process_id < self.num_processes:
-                raise ConfigError(f"--process-id must be in [0, {self.num_processes}), "
-                                  f"got {self.process_id}")
+                raise ConfigError(
+                    f"--process-id must be in [0, {self.num_processes}), got {self.process_id}"
+                )
             if not self.coordinator.rpartition(":")[2].isdigit():
                 raise ConfigError(f"--coordinator must be HOST:PORT, got {self.coordinator!r}")
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(runtime.DataOptions, runtime.ModelOptions, runtime.OptimizerOptions,
-             runtime.TrainingOptions, runtime.RunOptions, ProcessOptions):
+class Config(
+    runtime.DataOptions,
+    runtime.ModelOptions,
+    runtime.OptimizerOptions,
+    runtime.TrainingOptions,
+    runtime.RunOptions,
+    ProcessOptions,
+):
     train_limit: int = flag(0, "train on the first N training examples only (0 = all)")
-    data_layout: str = flag("sharded", "training set split over the devices by rows, or whole "
-                            "on each", choices=distributed.LAYOUTS)
+    data_layout: str = flag(
+        "sharded",
+        "training set split over the devices by rows, or whole on each",
+        choices=distributed.LAYOUTS,
+    )
 
     def check(self) -> None:
         super().check()
@@ -105,13 +123,22 @@ class Config(runtime.DataOptions, runtime.ModelOptions, runtime.OptimizerOptions
         except ValueError as e:
             raise ConfigError(f"--batch-size/--train-limit: {e}") from None
         if self.batch_size > n:
-            raise ConfigError(f"--batch-size {self.batch_size} is larger than the {n} training "
-                              "examples used")
+            raise ConfigError(
+                f"--batch-size {self.batch_size} is larger than the {n} training examples used"
+            )
 
 
 QUICK = {"epochs": 3, "source": "mnist5k", "batch_size": 64}
-REPLOT = [(("--replot",), {"metavar": "RUN_DIR", "default": None, "help": "redraw the plots "
-                           "of a finished run from its results.json"})]
+REPLOT = [
+    (
+        ("--replot",),
+        {
+            "metavar": "RUN_DIR",
+            "default": None,
+            "help": "redraw the plots of a finished run from its results.json",
+        },
+    )
+]
 
 
 def run(cfg: Config, ctx: runtime.Context) -> dict:
@@ -124,8 +151,9 @@ def run(cfg: Config, ctx: runtime.Context) -> dict:
     n = cfg.n_used(ctx.data, mesh)
     by_rows = cfg.data_layout == "sharded"
     rows = distributed.local_rows(n, mesh) if by_rows else slice(0, n)
-    x, labels = (distributed.place(a[rows], mesh, rows=by_rows)
-                 for a in (ctx.data.x_train, ctx.data.y_train))
+    x, labels = (
+        distributed.place(a[rows], mesh, rows=by_rows) for a in (ctx.data.x_train, ctx.data.y_train)
+    )
     key_init, key_order = jax.random.split(jax.random.key(cfg.seed))  # experiments.train's
     params0 = bpjax.init_params(key_init, cfg.sizes, init=cfg.init)
     tx = cfg.make_optimizer(total_steps=cfg.epochs * (n // cfg.batch_size))
@@ -137,23 +165,41 @@ def run(cfg: Config, ctx: runtime.Context) -> dict:
         params, opt_state, history = arrays["params"], arrays["opt_state"], record["history"]
 
     epoch_fn = distributed.make_data_parallel_epoch(
-        train.make_train_step(tx, cfg.method, spec=spec), cfg.batch_size, mesh,
-        n_classes=cfg.sizes[-1])
+        train.make_train_step(tx, cfg.method, spec=spec),
+        cfg.batch_size,
+        mesh,
+        n_classes=cfg.sizes[-1],
+    )
     data = evaluation.device_data(ctx.data)
     data["train"] = tuple(a[:n] for a in data["train"])  # the rows trained on
     on_host = evaluation.make_evaluator(data, spec)
-    result = fit(ctx, cfg.distributed, epoch_fn, params, opt_state, epochs=cfg.epochs,
-                 start_epoch=start, history=history,
-                 epoch_args=lambda e: (x, labels, jax.random.fold_in(key_order, e)),
-                 evaluate=lambda p: on_host(jax.device_get(p)))  # replicated: whole everywhere
+    result = fit(
+        ctx,
+        cfg.distributed,
+        epoch_fn,
+        params,
+        opt_state,
+        epochs=cfg.epochs,
+        start_epoch=start,
+        history=history,
+        epoch_args=lambda e: (x, labels, jax.random.fold_in(key_order, e)),
+        evaluate=lambda p: on_host(jax.device_get(p)),
+    )  # replicated: whole everywhere
     single.save_params(ctx, jax.device_get(result.params))
     select = "validation_accuracy" if "validation" in data else "test_accuracy"
-    return {"spec": spec.to_dict(), "history": result.history, "final": result.history[-1],
-            "best": {"by": select, **evaluation.best(result.history, select)},
-            "data_layout": cfg.data_layout, "x_spec": str(x.sharding.spec), "n_used": n,
-            "local_rows": [rows.start, rows.stop],
-            "process_index": jax.process_index(), "process_count": jax.process_count(),
-            "devices": [str(d) for d in mesh.devices.flat]}
+    return {
+        "spec": spec.to_dict(),
+        "history": result.history,
+        "final": result.history[-1],
+        "best": {"by": select, **evaluation.best(result.history, select)},
+        "data_layout": cfg.data_layout,
+        "x_spec": str(x.sharding.spec),
+        "n_used": n,
+        "local_rows": [rows.start, rows.stop],
+        "process_index": jax.process_index(),
+        "process_count": jax.process_count(),
+        "devices": [str(d) for d in mesh.devices.flat],
+    }
 
 
 def fit(ctx: runtime.Context, multi_process: bool, epoch_fn, params, opt_state, **kwargs):
@@ -182,13 +228,20 @@ def same_flags(cfg: Config) -> None:
     every = np.asarray(multihost_utils.process_allgather(digest))  # (processes, 32)
     differ = [p for p in range(len(every)) if not np.array_equal(every[p], every[0])]
     if differ:
-        raise ConfigError(f"process(es) {differ} were started with other training flags than "
-                          "process 0; run the same command everywhere, changing only --process-id")
+        raise ConfigError(
+            f"process(es) {differ} were started with other training flags than "
+            "process 0; run the same command everywhere, changing only --process-id"
+        )
 
 
 EXPERIMENT = runtime.Experiment(
-    name=NAME, description="experiments.train data-parallel over devices and hosts.",
-    config=Config, run=run, plot=plots.plot, summary=single.summary, quick=QUICK,
+    name=NAME,
+    description="experiments.train data-parallel over devices and hosts.",
+    config=Config,
+    run=run,
+    plot=plots.plot,
+    summary=single.summary,
+    quick=QUICK,
 )
 
 
@@ -196,8 +249,9 @@ def process_options(argv) -> tuple[ProcessOptions, str | None] | None:
     """The checked process options of ``argv`` (a resume's from its run) and ``--out``; None
     for ``--replot``. Checked before the processes join; the runtime checks the other flags
     after (``make_optimizer`` starts JAX), before anything is compiled or written."""
-    parser = cli.build_parser(Config, f"python -m experiments.{NAME}", EXPERIMENT.description,
-                              REPLOT)
+    parser = cli.build_parser(
+        Config, f"python -m experiments.{NAME}", EXPERIMENT.description, REPLOT
+    )
     given = vars(parser.parse_args(argv))
     if given.get("replot") is not None:
         return None
@@ -207,8 +261,12 @@ def process_options(argv) -> tuple[ProcessOptions, str | None] | None:
             saved = rundir.read_json(Path(given["resume"]) / rundir.CONFIG).get("config", {})
         except ConfigError:
             pass  # not a run directory: the runtime says so
-    opts = ProcessOptions(**{f.name: given.get(f.name, saved.get(f.name, f.default))
-                             for f in dataclasses.fields(ProcessOptions)})
+    opts = ProcessOptions(
+        **{
+            f.name: given.get(f.name, saved.get(f.name, f.default))
+            for f in dataclasses.fields(ProcessOptions)
+        }
+    )
     opts.check()
     if opts.distributed and given.get("resume") is not None:
         raise ConfigError(NO_RESUME)
@@ -220,16 +278,23 @@ def start_jax(opts: ProcessOptions) -> None:
     if opts.cpu_devices:
         jax.config.update("jax_num_cpu_devices", opts.cpu_devices)
     if opts.distributed:
-        print(f"{NAME}: jax.distributed: process {opts.process_id} of {opts.num_processes} "
-              f"joining {opts.coordinator} (timeout {opts.init_timeout} s)", file=sys.stderr,
-              flush=True)
+        print(
+            f"{NAME}: jax.distributed: process {opts.process_id} of {opts.num_processes} "
+            f"joining {opts.coordinator} (timeout {opts.init_timeout} s)",
+            file=sys.stderr,
+            flush=True,
+        )
         try:
             jax.distributed.initialize(
-                coordinator_address=opts.coordinator, num_processes=opts.num_processes,
-                process_id=opts.process_id, initialization_timeout=opts.init_timeout)
+                coordinator_address=opts.coordinator,
+                num_processes=opts.num_processes,
+                process_id=opts.process_id,
+                initialization_timeout=opts.init_timeout,
+            )
         except Exception as e:  # noqa: BLE001 - unreachable coordinator, timeout: one line
-            raise runtime.RunFailed(f"jax.distributed.initialize failed: "
-                                    f"{str(e).strip().splitlines()[0]}", 1) from None
+            raise runtime.RunFailed(
+                f"jax.distributed.initialize failed: {str(e).strip().splitlines()[0]}", 1
+            ) from None
 
 
 def main(argv=None):
@@ -239,8 +304,11 @@ def main(argv=None):
             opts, out = found
             start_jax(opts)
             if opts.distributed and out is not None:  # argparse keeps the last --out
-                argv = [*(sys.argv[1:] if argv is None else argv),
-                        "--out", str(Path(out) / f"process{jax.process_index()}")]
+                argv = [
+                    *(sys.argv[1:] if argv is None else argv),
+                    "--out",
+                    str(Path(out) / f"process{jax.process_index()}"),
+                ]
     except ConfigError as e:
         cli.fail(str(e), cli.BAD_CONFIG, NAME)
     except runtime.RunFailed as e:

@@ -108,8 +108,10 @@ def main(out_dir: str) -> dict:
 
     xb, yb = x[:B], np.eye(SIZES[-1], dtype=np.float32)[labels[:B]]
     one_ref, _, _ = jax.jit(step)(params, optimizer.init(params), xb, yb)
-    placed = [distributed.place(t, mesh, rows=r) for t, r in
-              ((params, False), (optimizer.init(params), False), (xb, True), (yb, True))]
+    placed = [
+        distributed.place(t, mesh, rows=r)
+        for t, r in ((params, False), (optimizer.init(params), False), (xb, True), (yb, True))
+    ]
     with jax.set_mesh(mesh):
         one_wrong = jax.jit(wrong_step)(*placed)[0]
     res["grad_then_pmean_update_ratio"] = update_ratio(one_wrong, one_ref, params)
@@ -136,16 +138,30 @@ def main(out_dir: str) -> dict:
         except SystemExit as e:
             res["cli_bad_batch"] = [e.code, *err.getvalue().strip().splitlines()[-1:]]
     res["cli_bad_batch_wrote"] = Path(out_dir, "bad").exists()
-    args = ["--quick", "--validation", "3744", "--epochs", "2", "--batch-size", "16", "--sizes",
-            "784,8,10", "--seed", "1"]
+    args = [
+        "--quick",
+        "--validation",
+        "3744",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "16",
+        "--sizes",
+        "784,8,10",
+        "--seed",
+        "1",
+    ]
     train.main([*args, "--out", f"{out_dir}/train"])
     ref = dict(np.load(f"{out_dir}/train/params.npz"))
     for layout in ("sharded", "replicated"):
         result = td.main([*args, "--data-layout", layout, "--out", f"{out_dir}/{layout}"])
         res[f"cli_{layout}"] = {
-            "n_used": result["n_used"], "local_rows": result["local_rows"],
-            "devices": len(result["devices"]), "x_spec": result["x_spec"],
-            "params_rel_err": rel_err(dict(np.load(f"{out_dir}/{layout}/params.npz")), ref)}
+            "n_used": result["n_used"],
+            "local_rows": result["local_rows"],
+            "devices": len(result["devices"]),
+            "x_spec": result["x_spec"],
+            "params_rel_err": rel_err(dict(np.load(f"{out_dir}/{layout}/params.npz")), ref),
+        }
     limited = td.main([*args, "--train-limit", "100", "--out", f"{out_dir}/limited"])
     res["cli_limited_n_used"] = limited["n_used"]
 

@@ -48,7 +48,11 @@ def eight(tmp_path_factory):
     out = tmp_path_factory.mktemp("eight")
     done = subprocess.run(
         [sys.executable, str(ROOT / "tests" / "distributed_worker.py"), str(out)],
-        cwd=ROOT, env=env(), capture_output=True, text=True, timeout=TIMEOUT_S,
+        cwd=ROOT,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -68,8 +72,11 @@ def test_sharded_sgd_matches_single_device(eight, layout):
     assert r["cost_max_abs_err"] < 1e-5
     assert r["x_spec"] == ("P('data',)" if layout == "sharded" else "P()")
     # the unchanged train step was traced on a batch split over the data axis, params whole
-    assert r["step_saw"] == {"xb": "float32[16@data,20]", "yb": "float32[16@data,10]",
-                             "w": "float32[8,20]"}
+    assert r["step_saw"] == {
+        "xb": "float32[16@data,20]",
+        "yb": "float32[16@data,10]",
+        "w": "float32[8,20]",
+    }
     assert r["params_replicated"] and r["params_devices"] == 8
 
 
@@ -113,20 +120,34 @@ def test_time_epoch_runs_on_a_sub_mesh(eight):
     assert row["n_devices"] == 2 and row["steps"] == 128 // 16 and row["seconds_per_step"] > 0
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["--lr", "-1"], "--lr"), (["--lr", "0"], "--lr"), (["--lr", "nan"], "--lr"),
-    (["--sizes", "784,x"], "--sizes"), (["--sizes", "785,10"], "--sizes"),
-    (["--init-timeout", "-1"], "--init-timeout"), (["--init-timeout", "3601"], "--init-timeout"),
-    (["--cpu-devices", "-1"], "--cpu-devices"), (["--train-limit", "-1"], "--train-limit"),
-    (["--data-layout", "rows"], "--data-layout"), (["--process-id", "0"], "need --distributed"),
-    (["--distributed", "--num-processes", "2"], "give all of"),
-    (["--distributed", "--coordinator", "h:1", "--num-processes", "2", "--process-id", "2"],
-     "--process-id must be in [0, 2)"),
-    (["--distributed", "--coordinator", "h", "--num-processes", "2", "--process-id", "0"],
-     "HOST:PORT"),
-    (["--distributed", "--resume", "somewhere"], "keeps no checkpoints"),
-    (["--hidden", "nope"], "nope"), (["--plugins", "no_such_module_xyz"], "no_such_module_xyz"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--lr", "-1"], "--lr"),
+        (["--lr", "0"], "--lr"),
+        (["--lr", "nan"], "--lr"),
+        (["--sizes", "784,x"], "--sizes"),
+        (["--sizes", "785,10"], "--sizes"),
+        (["--init-timeout", "-1"], "--init-timeout"),
+        (["--init-timeout", "3601"], "--init-timeout"),
+        (["--cpu-devices", "-1"], "--cpu-devices"),
+        (["--train-limit", "-1"], "--train-limit"),
+        (["--data-layout", "rows"], "--data-layout"),
+        (["--process-id", "0"], "need --distributed"),
+        (["--distributed", "--num-processes", "2"], "give all of"),
+        (
+            ["--distributed", "--coordinator", "h:1", "--num-processes", "2", "--process-id", "2"],
+            "--process-id must be in [0, 2)",
+        ),
+        (
+            ["--distributed", "--coordinator", "h", "--num-processes", "2", "--process-id", "0"],
+            "HOST:PORT",
+        ),
+        (["--distributed", "--resume", "somewhere"], "keeps no checkpoints"),
+        (["--hidden", "nope"], "nope"),
+        (["--plugins", "no_such_module_xyz"], "no_such_module_xyz"),
+    ],
+)
 def test_bad_flags_exit_2_with_one_line_and_write_nothing(tmp_path, capsys, args, needle):
     out = tmp_path / "run"
     with pytest.raises(SystemExit) as e:
@@ -139,15 +160,28 @@ def test_bad_flags_exit_2_with_one_line_and_write_nothing(tmp_path, capsys, args
 
 def run_cli(*args, env_extra=None):
     return subprocess.Popen(
-        [sys.executable, "-m", "experiments.train_distributed", *map(str, args)], cwd=ROOT,
-        env={**env(), **(env_extra or {})}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True)
+        [sys.executable, "-m", "experiments.train_distributed", *map(str, args)],
+        cwd=ROOT,
+        env={**env(), **(env_extra or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 @pytest.mark.slow
 def test_killed_run_on_two_devices_resumes_bit_identically(tmp_path):
-    args = ["--quick", "--validation", "3800", "--batch-size", "20", "--cpu-devices", "2",
-            "--checkpoint-every", "1"]
+    args = [
+        "--quick",
+        "--validation",
+        "3800",
+        "--batch-size",
+        "20",
+        "--cpu-devices",
+        "2",
+        "--checkpoint-every",
+        "1",
+    ]
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     done = run_cli(*args, "--out", whole)
     assert done.communicate(timeout=TIMEOUT_S) and done.returncode == 0
@@ -164,8 +198,10 @@ def test_killed_run_on_two_devices_resumes_bit_identically(tmp_path):
     assert resumed.returncode == 0 and "resuming from checkpoint 1" in err, err
     runs = [json.loads((d / "results.json").read_text()) for d in (whole, killed)]
     assert runs[1]["devices"] == runs[0]["devices"] and len(runs[0]["devices"]) == 2
-    histories = [[{k: v for k, v in row.items() if k != "train_time_s"} for row in r["history"]]
-                 for r in runs]
+    histories = [
+        [{k: v for k, v in row.items() if k != "train_time_s"} for row in r["history"]]
+        for r in runs
+    ]
     assert histories[0] == histories[1]
     a, b = np.load(whole / "params.npz"), np.load(killed / "params.npz")
     assert all(np.array_equal(a[k], b[k]) for k in a.files)
@@ -173,8 +209,17 @@ def test_killed_run_on_two_devices_resumes_bit_identically(tmp_path):
 
 # 1002 of the 4000 mnist5k training rows (the rest is validation); over 4 devices the global
 # array is the first 1000, the same rows as experiments.train with --validation 3000.
-SHARED_ARGS = ["--quick", "--batch-size", "100", "--epochs", "2", "--sizes", "784,8,10",
-               "--seed", "2"]
+SHARED_ARGS = [
+    "--quick",
+    "--batch-size",
+    "100",
+    "--epochs",
+    "2",
+    "--sizes",
+    "784,8,10",
+    "--seed",
+    "2",
+]
 RUN_ARGS = [*SHARED_ARGS, "--validation", "2998", "--train-limit", "1002"]
 TRAIN_ARGS = [*SHARED_ARGS, "--validation", "3000"]
 
@@ -182,8 +227,20 @@ TRAIN_ARGS = [*SHARED_ARGS, "--validation", "3000"]
 @pytest.mark.slow
 def test_two_processes_match_experiments_train(tmp_path):
     port = free_port()
-    cmd = [*RUN_ARGS, "--cpu-devices", "2", "--distributed", "--coordinator", f"127.0.0.1:{port}",
-           "--num-processes", "2", "--init-timeout", "60", "--out", tmp_path / "dist"]
+    cmd = [
+        *RUN_ARGS,
+        "--cpu-devices",
+        "2",
+        "--distributed",
+        "--coordinator",
+        f"127.0.0.1:{port}",
+        "--num-processes",
+        "2",
+        "--init-timeout",
+        "60",
+        "--out",
+        tmp_path / "dist",
+    ]
     procs = [run_cli(*cmd, "--process-id", p) for p in range(2)]
     try:
         train.main([*TRAIN_ARGS, "--out", str(tmp_path / "train")])
@@ -209,7 +266,9 @@ def test_two_processes_match_experiments_train(tmp_path):
     costs = [[e["step_cost"] for e in r["history"]] for r in results]
     assert costs[0] == costs[1]
     # ... equal, up to float rounding, to experiments.train on one device
-    train_costs = [e["step_cost"] for e in
-                   json.loads((tmp_path / "train" / "results.json").read_text())["history"]]
+    train_costs = [
+        e["step_cost"]
+        for e in json.loads((tmp_path / "train" / "results.json").read_text())["history"]
+    ]
     assert rel_err(params[0], ref) < TOL
     np.testing.assert_allclose(costs[0], train_costs, rtol=1e-5)
