@@ -21,14 +21,20 @@ Cost of that choice: with row-sharded data, each step also all-reduces one (B, n
 
 from __future__ import annotations
 
+import statistics
+import time
+
 import jax
 import numpy as np
+import optax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from bpjax.train import make_sgd_epoch
+from bpjax.params import init_params
+from bpjax.train import make_sgd_epoch, make_train_step
 
 DATA = "data"
+LAYOUTS = ("sharded", "replicated")  # training rows split over the devices, or whole on each
 
 
 def data_mesh(devices=None) -> Mesh:
@@ -128,3 +134,69 @@ def make_data_parallel_epoch(step, batch_size: int, mesh: Mesh, n_classes: int =
 
     run.lower = lower  # as on a jitted function: run.lower(...).compile().as_text() shows the HLO
     return run
+
+
+def epoch_runner(
+    n_devices: int,
+    x,
+    labels,
+    sizes=(784, 16, 16, 10),
+    batch_size: int = 64,
+    data_layout: str = "sharded",
+    seed: int = 0,
+):
+    """``(run, steps)`` for benchmarks: ``run()`` trains one SGD epoch (always from the same
+    params and key) data-parallel over the first ``n_devices`` devices and waits for it.
+
+    ``x`` (N, n_in), ``labels`` (N,): host arrays; ``steps`` = n_used // batch_size. Fits
+    ``benchmarks.timing.Case(run=run, scale=1 / steps)``. On forced CPU devices the devices
+    share the same cores, so this measures the partitioning and collective overhead.
+    """
+    if data_layout not in LAYOUTS:
+        raise ValueError(f"data_layout={data_layout!r}: expected one of {LAYOUTS}")
+    if len(jax.devices()) < n_devices:
+        raise ValueError(f"asked for {n_devices} devices, only {len(jax.devices())} exist")
+    mesh = data_mesh(jax.devices()[:n_devices])
+    by_rows, n = data_layout == "sharded", n_used(len(labels), mesh)
+    xs, ls = (place(np.asarray(a)[:n], mesh, rows=by_rows) for a in (x, labels))
+    optimizer = optax.sgd(0.1)
+    params0 = init_params(jax.random.key(seed), sizes)
+    params, opt_state = place((params0, optimizer.init(params0)), mesh, rows=False)
+    epoch = make_data_parallel_epoch(
+        make_train_step(optimizer), batch_size, mesh, n_classes=sizes[-1]
+    )
+    key = jax.random.key(seed)
+
+    def run():
+        return jax.block_until_ready(epoch(params, opt_state, xs, ls, key))
+
+    return run, n // batch_size
+
+
+def time_epoch(
+    n_devices: int,
+    x,
+    labels,
+    sizes=(784, 16, 16, 10),
+    batch_size: int = 64,
+    data_layout: str = "sharded",
+    repeats: int = 3,
+    seed: int = 0,
+) -> dict:
+    """``epoch_runner`` timed on its own: ``{"n_devices", "steps", "compile_s",
+    "seconds_per_step"}``, the median of ``repeats`` epochs after a compiling call."""
+    run, steps = epoch_runner(n_devices, x, labels, sizes, batch_size, data_layout, seed)
+    t0 = time.perf_counter()
+    run()
+    compile_s = time.perf_counter() - t0
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - t0)
+    return {
+        "n_devices": n_devices,
+        "steps": steps,
+        "compile_s": compile_s,
+        "seconds_per_step": statistics.median(times) / steps,
+    }

@@ -10,7 +10,8 @@ combinations that make no sense (softmax in a hidden layer; ``cross_entropy`` wi
 output; ``log_likelihood`` without softmax) raise a ValueError saying which are allowed.
 
 User code can add activations and costs (``register_activation``, ``register_cost``) and then
-name them here; ``import_plugins`` imports modules that do so (the CLIs' ``--import MODULE``).
+name them here; ``import_plugins`` imports modules that do so (the experiments' ``--plugins
+MODULE``).
 """
 
 from __future__ import annotations

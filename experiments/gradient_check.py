@@ -4,76 +4,88 @@ Usage::
 
     python -m experiments.gradient_check                      # every allowed combination
     python -m experiments.gradient_check --output softmax --cost log_likelihood
-    python -m experiments.gradient_check --import my_acts --hidden my_act   # a user activation
+    python -m experiments.gradient_check --plugins my_acts --hidden my_act   # a user activation
 
-For every allowed (hidden, output, cost) combination of the registered names (or the one given
-by ``--hidden/--output/--cost``; the others default to ``bpjax.Spec()``'s) it runs
-``bpjax.check_gradients`` in float64 on ``--architectures`` random networks of 1-4 layers (or on
-``--sizes``) and prints one row per check: the worst relative error of the hand backward pass
-against ``jax.grad`` (tolerance 1e-10) and against finite differences (1e-6). ``--import MODULE``
-(repeatable) imports a module that registers activations or costs first. Exits 1 if any check
-fails, naming the failing combinations; 2 on bad arguments. Expected (measured): every built-in
-combination agrees with ``jax.grad`` to ~1e-15 and with finite differences to ~1e-8 or better.
+Without ``--hidden/--output/--cost`` it checks every allowed (hidden, output, cost) combination
+of the registered names; with any of them, that one combination (the others take their
+defaults, ``bpjax.Spec()``'s). Each check is ``bpjax.check_gradients`` in float64 on
+``--architectures`` random networks of 1-4 layers (or on ``--layer-sizes``) and prints one row:
+the worst relative error of the hand backward pass against ``jax.grad`` (tolerance 1e-10) and
+against finite differences (1e-6). ``--plugins MODULE,...`` imports modules that register
+activations or costs first. It trains nothing, loads no data and writes no files. Exits 1 if any
+check fails, naming the failing combinations; 2 on bad flags, in one line. Expected (measured):
+every built-in combination agrees with ``jax.grad`` to ~1e-15 and with finite differences to
+~1e-8 or better.
 """
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import sys
 
-import jax
+from experiments.runtime import ConfigError, cli, flag, options
 
-from bpjax.gradcheck import FD_TOL, TOL, GradCheck, check_all
-from bpjax.spec import Spec, import_plugins
-
-PROG = "gradient_check"
+NAME = "gradient_check"
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
-    parser.add_argument("--hidden", help="hidden activation (default: all allowed combinations)")
-    parser.add_argument("--output", help="output activation")
-    parser.add_argument("--cost", help="cost")
-    parser.add_argument(
-        "--import",
-        dest="imports",
-        action="append",
-        default=[],
-        metavar="MODULE",
-        help="import a module that registers activations/costs",
+def shared(piece: type, name: str):
+    """The field ``name`` of a shared option piece, unchanged (same flag, default and help)."""
+    field = piece.__dataclass_fields__[name]
+    return dataclasses.field(default=field.default, metadata=field.metadata)
+
+
+@dataclasses.dataclass(frozen=True)
+class Config(options.Options):
+    hidden: str = shared(options.ModelOptions, "hidden")
+    output: str = shared(options.ModelOptions, "output")
+    cost: str = shared(options.ModelOptions, "cost")
+    plugins: tuple[str, ...] = shared(options.ModelOptions, "plugins")
+    layer_sizes: tuple[int, ...] | None = flag(
+        None,
+        "check this network, layer sizes input first, e.g. 5,4,3 (default: "
+        "--architectures random ones)",
+        metavar="N,N,...",
     )
-    parser.add_argument("--sizes", help="layer sizes, input first, e.g. 5,4,3 (default: random)")
-    parser.add_argument(
-        "--architectures",
-        type=int,
-        default=2,
-        help="random architectures per combination (without --sizes)",
-    )
-    parser.add_argument("--batch-size", type=int, default=3, help="examples in the mini-batch")
-    parser.add_argument("--seed", type=int, default=0, help="PRNG seed")
-    return parser.parse_args(argv)
+    architectures: int = flag(2, "random architectures per combination")
+    examples: int = flag(3, "examples in the checked mini-batch")
+    seed: int = shared(options.RunOptions, "seed")
+
+    def check(self) -> None:
+        super().check()
+        if self.layer_sizes is not None and (
+            len(self.layer_sizes) < 2 or min(self.layer_sizes) < 1
+        ):
+            raise ConfigError(
+                f"--layer-sizes needs at least two sizes, each >= 1, got "
+                f"{','.join(map(str, self.layer_sizes))}"
+            )
+        options.at_least("architectures", self.architectures)
+        options.at_least("examples", self.examples)
+        if not 0 <= self.seed < 2**32:
+            raise ConfigError(f"--seed must be in [0, 2^32), got {self.seed}")
 
 
-def specs_and_sizes(args: argparse.Namespace) -> tuple[list[Spec] | None, tuple[int, ...] | None]:
-    """The specs to check (None: every allowed one) and the sizes; ValueError if bad."""
-    import_plugins(args.imports)
-    sizes = None
-    if args.sizes is not None:
-        try:
-            sizes = tuple(int(s) for s in args.sizes.split(","))
-        except ValueError:
-            raise ValueError(
-                f"--sizes must be comma-separated integers, got {args.sizes!r}"
-            ) from None
-        if len(sizes) < 2 or min(sizes) < 1:
-            raise ValueError(f"--sizes needs >= 2 sizes, each >= 1, got {args.sizes!r}")
-    if args.architectures < 1 or args.batch_size < 1:
-        raise ValueError("--architectures and --batch-size must be >= 1")
-    chosen = {k: v for k in ("hidden", "output", "cost") if (v := getattr(args, k)) is not None}
-    return ([Spec(**chosen)] if chosen else None), sizes
+def parse(argv) -> tuple[Config, list | None]:
+    """The checked config and the specs to check (None: every allowed one)."""
+    from bpjax.spec import Spec, import_plugins
+
+    parser = cli.build_parser(Config, f"python -m experiments.{NAME}", __doc__.split("\n")[0])
+    given = vars(parser.parse_args(argv))
+    cfg = Config(**given)
+    try:
+        import_plugins(cfg.plugins)
+    except ValueError as e:
+        raise ConfigError(f"--plugins: {e}") from None
+    cfg.check()
+    if not {"hidden", "output", "cost"} & given.keys():
+        return cfg, None
+    try:
+        return cfg, [Spec(hidden=cfg.hidden, output=cfg.output, cost=cfg.cost)]
+    except ValueError as e:  # its message lists what is valid
+        raise ConfigError(f"--hidden/--output/--cost: {e}") from None
 
 
-def format_table(reports: list[GradCheck]) -> str:
+def format_table(reports) -> str:
     header = (
         f"{'hidden/output/cost':34} {'sizes':14} {'B':>3} {'rel hand-grad':>14} "
         f"{'rel hand-fd':>12}  result"
@@ -88,19 +100,22 @@ def format_table(reports: list[GradCheck]) -> str:
 
 
 def main(argv=None) -> int:
-    """Run the checks and print the table; returns the exit status (0 ok, 1 failed, 2 usage)."""
-    args = parse_args(argv)
+    """Run the checks and print the table; returns 0 (all passed) or 1 (a check failed).
+    Bad flags end the process: one line ``gradient_check: error: ...``, exit 2."""
     try:
-        specs, sizes = specs_and_sizes(args)
-    except ValueError as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)
-        return 2
+        cfg, specs = parse(argv)
+    except ConfigError as e:
+        cli.fail(str(e), cli.BAD_CONFIG, NAME)
+    import jax
+
+    from bpjax.gradcheck import FD_TOL, TOL, check_all
+
     reports = check_all(
         specs,
-        key=jax.random.key(args.seed),
-        architectures=args.architectures,
-        sizes=sizes,
-        batch_size=args.batch_size,
+        key=jax.random.key(cfg.seed),
+        architectures=cfg.architectures,
+        sizes=cfg.layer_sizes,
+        batch_size=cfg.examples,
     )
     print(f"gradient check, float64, tolerances {TOL:g} (vs jax.grad), {FD_TOL:g} (vs FD)")
     print(format_table(reports))

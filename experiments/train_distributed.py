@@ -1,300 +1,319 @@
-"""Data-parallel mini-batch SGD on MNIST over every device of one host, or of several hosts.
+"""``experiments.train`` data-parallel over every device of one host, or of several hosts.
 
-Usage::
-
-    python -m experiments.train_distributed                  # every local device (GPUs, or 1 CPU)
-    python -m experiments.train_distributed --cpu-devices 8  # 8 simulated CPU devices (tests)
+    python -m experiments.train_distributed --quick          # every local device (GPUs, or 1 CPU)
+    python -m experiments.train_distributed --cpu-devices 8 --batch-size 96  # 8 simulated CPUs
     # several processes (hosts): the same command on each, only --process-id differs
     python -m experiments.train_distributed --distributed --coordinator HOST0:1234 \\
-        --num-processes 2 --process-id 0                      # on host 0
-    python -m experiments.train_distributed --distributed --coordinator HOST0:1234 \\
-        --num-processes 2 --process-id 1                      # on host 1
+        --num-processes 2 --process-id 0                      # on host 0 (1 on host 1)
     python -m experiments.train_distributed --distributed    # Slurm / Open MPI / TPU: auto-detected
 
-Every device of every process is one position on a 1-D ``data`` mesh (``bpjax.distributed``).
-Each mini-batch of ``--batch-size`` examples (a multiple of the device count, else an error) is
-split evenly over the devices; params and optimizer state are replicated and the gradient is
-all-reduced by the compiler. The training code is ``bpjax.train``'s, unchanged.
+The model, optimizer and training flags are ``experiments.train``'s, and so are the keys: on one
+device (or with ``--data-layout replicated``) a run is, up to float rounding, the ``train`` run on
+the same rows. Every device of every process is one position on a 1-D ``data`` mesh
+(``bpjax.distributed``); each mini-batch of ``--batch-size`` (a multiple of the device count) is
+split evenly over the devices, params and optimizer state are replicated, and the compiler
+all-reduces the gradient. Each process keeps only its own block of the first ``n_used``
+training rows (``--train-limit`` of them if given, rounded down to a multiple of the device
+count), or all of them with ``--data-layout replicated``; the shuffle is global either way.
 
-Data: each process loads MNIST (``--source``, as in the other experiments) and keeps only its own
-block of the first ``n_used`` training rows (``--train-limit`` of them if given, rounded down to a
-multiple of the device count), unless ``--data-layout replicated``, where every process keeps
-all of them. Either way the run is, up to float rounding, single-device SGD on those rows with the
-same seed: the shuffle is global, so a mini-batch draws from every process's rows.
-
-On CPU, processes talk through JAX's gloo collectives (the jaxlib default). Output, in ``--out``
-(default ``runs/train_distributed/<timestamp>``; process p of a ``--distributed`` run writes to
-its subdirectory ``process<p>/``): ``result.json`` (config, devices, per-epoch mean mini-batch
-cost, test cost and accuracy, wall times, versions) and ``params.npz`` (final params, ``w0``,
-``b0``, ...).
+Writes what ``experiments.train`` writes (``config.json``, ``results.json`` with the devices and
+rows used, ``params.npz``, plots). One process (any number of local devices) checkpoints every
+``--checkpoint-every`` epochs and resumes with ``--resume``. With ``--distributed`` every process
+writes its own run directory (``--out DIR`` becomes ``DIR/process<p>``) and none checkpoints:
+orbax saves are collective over the processes of a ``jax.distributed`` program and need one
+directory they all share, which per-process run directories are not; such a run is restarted,
+not resumed. On CPU the processes talk through gloo collectives (the jaxlib default).
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import hashlib
-import io
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import jax
 import numpy as np
-import optax
-from jax.experimental import multihost_utils
 
-import bpjax
 from bpjax import distributed
-from bpjax.data import SOURCES, load_mnist
-from bpjax.train import make_evaluate, make_train_step
-from experiments import common
+from experiments import runtime
+from experiments import train as single
+from experiments.plots import train as plots
+from experiments.runtime import ConfigError, cli, evaluation, flag, options, rundir
 
-LAYOUTS = ("sharded", "replicated")
+NAME = "train_distributed"
+MAX_INIT_TIMEOUT_S = 3600
+NO_RESUME = "--resume: a --distributed run keeps no checkpoints; start it over"
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
-    epochs: int = 3
-    batch_size: int = 64
-    lr: float = 3.0
-    sizes: tuple[int, ...] = (784, 16, 16, 10)
-    init: str = "scaled"
-    method: str = "autodiff"
-    seed: int = 0
-    source: str = "auto"
-    data_dir: str | None = None
-    train_limit: int = 0
-    data_layout: str = "sharded"
-    cpu_devices: int = 0
-    distributed: bool = False
-    coordinator: str | None = None
-    num_processes: int | None = None
-    process_id: int | None = None
-    init_timeout: int = 300
-    out: str | None = None
+class ProcessOptions(options.Options):
+    """What must be set before JAX starts: the device count and the process group."""
 
-
-def parse_config(argv=None) -> Config:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    cpu_devices: int = flag(0, "simulate this many CPU devices per process (0 = the backend's)")
+    distributed: bool = flag(False, "multi-process run: join the others via jax.distributed")
+    coordinator: str | None = flag(
+        None,
+        "HOST:PORT of process 0 (omit all three process flags "
+        "where Slurm, Open MPI or a TPU pod is auto-detected)",
     )
-    d = Config()
-    parser.add_argument("--epochs", type=int, default=d.epochs)
-    parser.add_argument("--batch-size", type=int, default=d.batch_size,
-                        help="global mini-batch size, a multiple of the total device count")
-    parser.add_argument("--lr", type=float, default=d.lr, help="SGD learning rate eta")
-    parser.add_argument("--sizes", default=",".join(map(str, d.sizes)), help="layer sizes")
-    parser.add_argument("--init", default=d.init, choices=bpjax.INITS)
-    parser.add_argument("--method", default=d.method, choices=bpjax.METHODS)
-    parser.add_argument("--seed", type=int, default=d.seed,
-                        help="params and shuffling; must be the same on every process")
-    parser.add_argument("--source", default=d.source, choices=SOURCES)
-    parser.add_argument("--data-dir", default=None, help="directory of the MNIST IDX files")
-    parser.add_argument("--train-limit", type=int, default=0,
-                        help="train on the first N training examples only (0 = all)")
-    parser.add_argument("--data-layout", default=d.data_layout, choices=LAYOUTS,
-                        help="training set split over the devices by rows, or whole on each")
-    parser.add_argument("--cpu-devices", type=int, default=0,
-                        help="simulate this many CPU devices per process (0 = backend default)")
-    parser.add_argument("--distributed", action="store_true",
-                        help="multi-process run: call jax.distributed.initialize first")
-    parser.add_argument("--coordinator", default=None,
-                        help="HOST:PORT of process 0 (omit where the cluster is auto-detected)")
-    parser.add_argument("--num-processes", type=int, default=None)
-    parser.add_argument("--process-id", type=int, default=None)
-    parser.add_argument("--init-timeout", type=int, default=d.init_timeout,
-                        help="seconds to wait for every process to join")
-    parser.add_argument("--out", default=None, help="output directory (never overwritten)")
-    args = parser.parse_args(argv)
-    try:
-        sizes = common.parse_sizes(args.sizes)
-    except ValueError as e:
-        parser.error(str(e))
-    if args.epochs < 1 or args.batch_size < 1 or args.train_limit < 0 or args.cpu_devices < 0:
-        parser.error("--epochs and --batch-size must be >= 1, --train-limit and --cpu-devices >= 0")
-    given = [args.coordinator, args.num_processes, args.process_id]
-    if not args.distributed and any(v is not None for v in given):
-        parser.error("--coordinator, --num-processes and --process-id need --distributed")
-    if args.distributed and any(v is None for v in given) and any(v is not None for v in given):
-        parser.error("give all of --coordinator, --num-processes and --process-id, or none "
-                     "(to let jax.distributed detect Slurm, Open MPI or a TPU pod)")
-    if args.num_processes is not None and not 0 <= args.process_id < args.num_processes:
-        parser.error(f"--process-id {args.process_id} must be in [0, {args.num_processes})")
-    if args.coordinator is not None and not args.coordinator.rpartition(":")[2].isdigit():
-        parser.error(f"--coordinator must be HOST:PORT, got {args.coordinator!r}")
-    return Config(
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, sizes=sizes, init=args.init,
-        method=args.method, seed=args.seed, source=args.source, data_dir=args.data_dir,
-        train_limit=args.train_limit, data_layout=args.data_layout, cpu_devices=args.cpu_devices,
-        distributed=args.distributed, coordinator=args.coordinator,
-        num_processes=args.num_processes, process_id=args.process_id,
-        init_timeout=args.init_timeout, out=args.out,
+    num_processes: int | None = flag(None, "number of processes (with --distributed)")
+    process_id: int | None = flag(None, "this process's index in [0, --num-processes)")
+    init_timeout: int = flag(
+        300, f"seconds to wait for every process to join (1..{MAX_INIT_TIMEOUT_S})"
     )
 
+    def check(self) -> None:
+        super().check()
+        options.at_least("cpu_devices", self.cpu_devices, 0)
+        if not 1 <= self.init_timeout <= MAX_INIT_TIMEOUT_S:
+            raise ConfigError(
+                f"--init-timeout must be in [1, {MAX_INIT_TIMEOUT_S}] seconds, "
+                f"got {self.init_timeout}"
+            )
+        given = [self.coordinator, self.num_processes, self.process_id]
+        if not self.distributed and any(v is not None for v in given):
+            raise ConfigError("--coordinator, --num-processes and --process-id need --distributed")
+        if any(v is None for v in given) and any(v is not None for v in given):
+            raise ConfigError(
+                "give all of --coordinator, --num-processes and --process-id, or "
+                "none (to let jax.distributed detect Slurm, Open MPI or a TPU pod)"
+            )
+        if self.num_processes is not None:
+            options.at_least("num_processes", self.num_processes)
+            if not 0 <= self.process_id < self.num_processes:
+                raise ConfigError(
+                    f"--process-id must be in [0, {self.num_processes}), got {self.process_id}"
+                )
+            if not self.coordinator.rpartition(":")[2].isdigit():
+                raise ConfigError(f"--coordinator must be HOST:PORT, got {self.coordinator!r}")
 
-def start_runtime(cfg: Config) -> None:
-    """Device count and the multi-process runtime: both must be set before JAX picks a backend."""
-    if cfg.cpu_devices:
-        jax.config.update("jax_num_cpu_devices", cfg.cpu_devices)
+
+@dataclasses.dataclass(frozen=True)
+class Config(
+    runtime.DataOptions,
+    runtime.ModelOptions,
+    runtime.OptimizerOptions,
+    runtime.TrainingOptions,
+    runtime.RunOptions,
+    ProcessOptions,
+):
+    train_limit: int = flag(0, "train on the first N training examples only (0 = all)")
+    data_layout: str = flag(
+        "sharded",
+        "training set split over the devices by rows, or whole on each",
+        choices=distributed.LAYOUTS,
+    )
+
+    def check(self) -> None:
+        super().check()
+        options.at_least("train_limit", self.train_limit, 0)
+        if self.distributed and self.resume is not None:
+            raise ConfigError(NO_RESUME)
+
+    def n_used(self, ds, mesh) -> int:
+        n = len(ds.y_train)
+        return distributed.n_used(min(self.train_limit or n, n), mesh)
+
+    def check_data(self, ds) -> None:  # the runtime calls it once the data are loaded
+        mesh = distributed.data_mesh()
+        try:
+            distributed.check_batch_size(self.batch_size, mesh)
+            n = self.n_used(ds, mesh)
+        except ValueError as e:
+            raise ConfigError(f"--batch-size/--train-limit: {e}") from None
+        if self.batch_size > n:
+            raise ConfigError(
+                f"--batch-size {self.batch_size} is larger than the {n} training examples used"
+            )
+
+
+QUICK = {"epochs": 3, "source": "mnist5k", "batch_size": 64}
+REPLOT = [
+    (
+        ("--replot",),
+        {
+            "metavar": "RUN_DIR",
+            "default": None,
+            "help": "redraw the plots of a finished run from its results.json",
+        },
+    )
+]
+
+
+def run(cfg: Config, ctx: runtime.Context) -> dict:
+    import bpjax
+    from bpjax import train
+
+    spec, mesh = cfg.spec(), distributed.data_mesh()
     if cfg.distributed:
-        # A process that cannot reach the others is aborted by JAX's runtime after the timeout.
-        print(f"jax.distributed: process {cfg.process_id} of {cfg.num_processes} joining "
-              f"{cfg.coordinator} (timeout {cfg.init_timeout} s)", file=sys.stderr, flush=True)
-        jax.distributed.initialize(
-            coordinator_address=cfg.coordinator, num_processes=cfg.num_processes,
-            process_id=cfg.process_id, initialization_timeout=cfg.init_timeout,
-        )
+        same_flags(cfg)
+    n = cfg.n_used(ctx.data, mesh)
+    by_rows = cfg.data_layout == "sharded"
+    rows = distributed.local_rows(n, mesh) if by_rows else slice(0, n)
+    x, labels = (
+        distributed.place(a[rows], mesh, rows=by_rows) for a in (ctx.data.x_train, ctx.data.y_train)
+    )
+    key_init, key_order = jax.random.split(jax.random.key(cfg.seed))  # experiments.train's
+    params0 = bpjax.init_params(key_init, cfg.sizes, init=cfg.init)
+    tx = cfg.make_optimizer(total_steps=cfg.epochs * (n // cfg.batch_size))
+    params, opt_state = distributed.place((params0, tx.init(params0)), mesh, rows=False)
+    history, start = [], 0
+    restored = ctx.restore(lambda record: {"params": params, "opt_state": opt_state})
+    if restored is not None:
+        start, arrays, record = restored
+        params, opt_state, history = arrays["params"], arrays["opt_state"], record["history"]
+
+    epoch_fn = distributed.make_data_parallel_epoch(
+        train.make_train_step(tx, cfg.method, spec=spec),
+        cfg.batch_size,
+        mesh,
+        n_classes=cfg.sizes[-1],
+    )
+    data = evaluation.device_data(ctx.data)
+    data["train"] = tuple(a[:n] for a in data["train"])  # the rows trained on
+    on_host = evaluation.make_evaluator(data, spec)
+    result = fit(
+        ctx,
+        cfg.distributed,
+        epoch_fn,
+        params,
+        opt_state,
+        epochs=cfg.epochs,
+        start_epoch=start,
+        history=history,
+        epoch_args=lambda e: (x, labels, jax.random.fold_in(key_order, e)),
+        evaluate=lambda p: on_host(jax.device_get(p)),
+    )  # replicated: whole everywhere
+    single.save_params(ctx, jax.device_get(result.params))
+    select = "validation_accuracy" if "validation" in data else "test_accuracy"
+    return {
+        "spec": spec.to_dict(),
+        "history": result.history,
+        "final": result.history[-1],
+        "best": {"by": select, **evaluation.best(result.history, select)},
+        "data_layout": cfg.data_layout,
+        "x_spec": str(x.sharding.spec),
+        "n_used": n,
+        "local_rows": [rows.start, rows.stop],
+        "process_index": jax.process_index(),
+        "process_count": jax.process_count(),
+        "devices": [str(d) for d in mesh.devices.flat],
+    }
+
+
+def fit(ctx: runtime.Context, multi_process: bool, epoch_fn, params, opt_state, **kwargs):
+    """``ctx.fit`` (checkpoints, signals); a multi-process run trains without checkpoints."""
+    if not multi_process:
+        return ctx.fit(epoch_fn, params, opt_state, **kwargs)
+    from bpjax.fit import Diverged
+    from bpjax.fit import fit as plain_fit
+
+    try:
+        result = plain_fit(epoch_fn, params, opt_state, **kwargs)
+    except Diverged as d:
+        raise runtime.RunFailed(f"SGD {d}; try a smaller learning rate", 3) from None
+    ctx.timing.update(compile=result.compile_s, train=result.train_s, evaluation=result.eval_s)
+    return result
 
 
 def same_flags(cfg: Config) -> None:
-    """Exit unless every process got the same training flags: replicated values (params, keys)
-    are taken on trust from each process, so a different --seed would silently diverge."""
-    shared = dataclasses.replace(cfg, process_id=None, out=None, data_dir=None)
+    """Every process must train with the same flags: replicated values (params, keys) are
+    taken on trust from each process, so a different --seed would silently diverge."""
+    from jax.experimental import multihost_utils
+
+    own = cli.resumable_fields(Config) | {"process_id", "data_dir", "coordinator"}
+    shared = {k: v for k, v in cli.to_dict(cfg).items() if k not in own}
     digest = np.frombuffer(hashlib.sha256(repr(shared).encode()).digest(), np.uint8)
     every = np.asarray(multihost_utils.process_allgather(digest))  # (processes, 32)
     differ = [p for p in range(len(every)) if not np.array_equal(every[p], every[0])]
     if differ:
-        sys.exit(f"error: process(es) {differ} were started with other training flags than "
-                 "process 0; run the same command everywhere, changing only --process-id")
+        raise ConfigError(
+            f"process(es) {differ} were started with other training flags than "
+            "process 0; run the same command everywhere, changing only --process-id"
+        )
 
 
-def run_keys(seed: int, epochs: int) -> tuple[jax.Array, jax.Array]:
-    """``(params key, one shuffling key per epoch)``: the same on every process."""
-    key_init, key_sgd = jax.random.split(jax.random.key(seed))
-    return key_init, jax.random.split(key_sgd, epochs)
+EXPERIMENT = runtime.Experiment(
+    name=NAME,
+    description="experiments.train data-parallel over devices and hosts.",
+    config=Config,
+    run=run,
+    plot=plots.plot,
+    summary=single.summary,
+    quick=QUICK,
+)
 
 
-def params_npz(params) -> bytes:
-    buf = io.BytesIO()
-    np.savez(buf, **{f"{n}{i}": np.asarray(layer[n])
-                     for i, layer in enumerate(params) for n in ("w", "b")})
-    return buf.getvalue()
-
-
-def run_dir_for(cfg: Config) -> Path:
-    if not cfg.distributed:
-        return common.make_run_dir(cfg.out, "train_distributed")
-    base = Path(cfg.out) if cfg.out else Path("runs") / "train_distributed" / common.timestamp()
-    return common.make_run_dir(base / f"process{jax.process_index()}", "train_distributed")
-
-
-def main(argv=None) -> dict:
-    cfg = parse_config(argv)
-    start_runtime(cfg)
-    mesh = distributed.data_mesh()
-    try:
-        distributed.check_batch_size(cfg.batch_size, mesh)
-        run_dir = run_dir_for(cfg)
-    except (ValueError, OSError) as e:
-        sys.exit(f"error: {e}")
-    if cfg.distributed:
-        same_flags(cfg)
-    lead = jax.process_index() == 0
-    ds = load_mnist(source=cfg.source, data_dir=cfg.data_dir, verbose=lead)
-    n = min(cfg.train_limit or len(ds.y_train), len(ds.y_train))
-    try:
-        rows = (distributed.local_rows(n, mesh) if cfg.data_layout == "sharded"
-                else slice(0, distributed.n_used(n, mesh)))
-        if cfg.batch_size > distributed.n_used(n, mesh):
-            raise ValueError(f"--batch-size {cfg.batch_size} is larger than the "
-                             f"{distributed.n_used(n, mesh)} training examples used")
-    except ValueError as e:
-        sys.exit(f"error: {e}")
-    by_rows = cfg.data_layout == "sharded"
-    x = distributed.place(ds.x_train[rows], mesh, rows=by_rows)
-    labels = distributed.place(ds.y_train[rows], mesh, rows=by_rows)
-
-    key_init, epoch_keys = run_keys(cfg.seed, cfg.epochs)
-    optimizer = optax.sgd(cfg.lr)
-    params0 = bpjax.init_params(key_init, cfg.sizes, init=cfg.init)
-    params = distributed.place(params0, mesh, rows=False)
-    opt_state = distributed.place(optimizer.init(params0), mesh, rows=False)
-    epoch = distributed.make_data_parallel_epoch(
-        make_train_step(optimizer, cfg.method), cfg.batch_size, mesh, n_classes=cfg.sizes[-1]
+def process_options(argv) -> tuple[ProcessOptions, str | None] | None:
+    """The checked process options of ``argv`` (a resume's from its run) and ``--out``; None
+    for ``--replot``. Checked before the processes join; the runtime checks the other flags
+    after (``make_optimizer`` starts JAX), before anything is compiled or written."""
+    parser = cli.build_parser(
+        Config, f"python -m experiments.{NAME}", EXPERIMENT.description, REPLOT
     )
-
-    history, finite = [], True
-    for e, key in enumerate(epoch_keys):
-        t0 = time.perf_counter()
-        params, opt_state, metrics = epoch(params, opt_state, x, labels, key)
-        cost = np.asarray(metrics["cost"])  # replicated, so readable on every process
-        finite = finite and bool(np.all(np.asarray(metrics["finite"])))
-        history.append({"epoch": e + 1, "mean_minibatch_cost": float(cost.mean()),
-                        "steps": int(cost.size), "wall_time_s": time.perf_counter() - t0})
-        if lead:
-            print(f"epoch {e + 1}: mean mini-batch cost {cost.mean():.5f} "
-                  f"({history[-1]['wall_time_s']:.2f} s)", flush=True)
-
-    final = jax.tree.map(np.asarray, params)
-    test = make_evaluate()(final, ds.x_test, ds.y_test)
-    result = {
-        "config": cfg, "data_source": ds.source, "n_used": distributed.n_used(n, mesh),
-        "local_rows": [rows.start, rows.stop], "process_index": jax.process_index(),
-        "process_count": jax.process_count(), "devices": [str(d) for d in mesh.devices.flat],
-        "epochs": history, "all_finite": finite,
-        "test_cost": float(test["cost"]), "test_accuracy": float(test["accuracy"]),
-        "versions": common.package_versions(),
-    }
-    common.atomic_write_json(run_dir / "result.json", result)
-    common.atomic_write_bytes(run_dir / "params.npz", params_npz(final))
-    if lead:
-        print(f"{mesh.size} devices in {jax.process_count()} process(es), {result['n_used']} "
-              f"examples, test accuracy {result['test_accuracy']:.4f}; results in {run_dir}/")
-    return result
-
-
-def epoch_runner(n_devices: int, x, labels, sizes=(784, 16, 16, 10), batch_size: int = 64,
-                 data_layout: str = "sharded", seed: int = 0):
-    """``(run, steps)`` for benchmarks: ``run()`` trains one SGD epoch (always from the same
-    params and key) data-parallel over the first ``n_devices`` devices and waits for it.
-
-    ``x`` (N, n_in), ``labels`` (N,): host arrays; ``steps`` = n_used // batch_size. Fits
-    ``benchmarks.timing.Case(run=run, scale=1 / steps)`` for seconds per step. On forced CPU
-    devices (``--xla_force_host_platform_device_count``) the devices share the same cores, so
-    this measures the partitioning and collective overhead, not a speed-up.
-    """
-    if data_layout not in LAYOUTS:
-        raise ValueError(f"data_layout={data_layout!r}: expected one of {LAYOUTS}")
-    devices = jax.devices()[:n_devices]
-    if len(devices) < n_devices:
-        raise ValueError(f"asked for {n_devices} devices, only {len(devices)} exist")
-    mesh = distributed.data_mesh(devices)
-    by_rows = data_layout == "sharded"
-    n = distributed.n_used(len(labels), mesh)
-    xs = distributed.place(np.asarray(x)[:n], mesh, rows=by_rows)
-    ls = distributed.place(np.asarray(labels)[:n], mesh, rows=by_rows)
-    optimizer = optax.sgd(0.1)
-    params0 = bpjax.init_params(jax.random.key(seed), sizes)
-    params = distributed.place(params0, mesh, rows=False)
-    opt_state = distributed.place(optimizer.init(params0), mesh, rows=False)
-    epoch = distributed.make_data_parallel_epoch(
-        make_train_step(optimizer), batch_size, mesh, n_classes=sizes[-1]
+    given = vars(parser.parse_args(argv))
+    if given.get("replot") is not None:
+        return None
+    saved = {}
+    if given.get("resume") is not None:
+        try:
+            saved = rundir.read_json(Path(given["resume"]) / rundir.CONFIG).get("config", {})
+        except ConfigError:
+            pass  # not a run directory: the runtime says so
+    opts = ProcessOptions(
+        **{
+            f.name: given.get(f.name, saved.get(f.name, f.default))
+            for f in dataclasses.fields(ProcessOptions)
+        }
     )
-    key = jax.random.key(seed)
-
-    def run():
-        return jax.block_until_ready(epoch(params, opt_state, xs, ls, key))
-
-    return run, n // batch_size
+    opts.check()
+    if opts.distributed and given.get("resume") is not None:
+        raise ConfigError(NO_RESUME)
+    return opts, given.get("out")
 
 
-def time_epoch(n_devices: int, x, labels, sizes=(784, 16, 16, 10), batch_size: int = 64,
-               data_layout: str = "sharded", repeats: int = 3, seed: int = 0) -> dict:
-    """``epoch_runner`` timed on its own: ``{"n_devices", "steps", "compile_s",
-    "seconds_per_step"}``, the median of ``repeats`` epochs after a compiling call."""
-    run, steps = epoch_runner(n_devices, x, labels, sizes, batch_size, data_layout, seed)
-    t0 = time.perf_counter()
-    run()
-    compile_s = time.perf_counter() - t0
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - t0)
-    return {"n_devices": n_devices, "steps": steps, "compile_s": compile_s,
-            "seconds_per_step": statistics.median(times) / steps}
+def start_jax(opts: ProcessOptions) -> None:
+    """Device count and process group: both must be set before JAX picks a backend."""
+    if opts.cpu_devices:
+        jax.config.update("jax_num_cpu_devices", opts.cpu_devices)
+    if opts.distributed:
+        print(
+            f"{NAME}: jax.distributed: process {opts.process_id} of {opts.num_processes} "
+            f"joining {opts.coordinator} (timeout {opts.init_timeout} s)",
+            file=sys.stderr,
+            flush=True,
+        )
+        try:
+            jax.distributed.initialize(
+                coordinator_address=opts.coordinator,
+                num_processes=opts.num_processes,
+                process_id=opts.process_id,
+                initialization_timeout=opts.init_timeout,
+            )
+        except Exception as e:  # noqa: BLE001 - unreachable coordinator, timeout: one line
+            raise runtime.RunFailed(
+                f"jax.distributed.initialize failed: {str(e).strip().splitlines()[0]}", 1
+            ) from None
+
+
+def main(argv=None):
+    try:
+        found = process_options(argv)
+        if found is not None:
+            opts, out = found
+            start_jax(opts)
+            if opts.distributed and out is not None:  # argparse keeps the last --out
+                argv = [
+                    *(sys.argv[1:] if argv is None else argv),
+                    "--out",
+                    str(Path(out) / f"process{jax.process_index()}"),
+                ]
+    except ConfigError as e:
+        cli.fail(str(e), cli.BAD_CONFIG, NAME)
+    except runtime.RunFailed as e:
+        cli.fail(str(e), e.status, NAME)
+    return runtime.main(EXPERIMENT, argv)
 
 
 if __name__ == "__main__":

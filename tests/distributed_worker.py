@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import jax
 
@@ -22,7 +23,6 @@ from jax.sharding import PartitionSpec as P  # noqa: E402
 
 import bpjax  # noqa: E402
 from bpjax import distributed  # noqa: E402
-from bpjax.data import load_mnist  # noqa: E402
 from bpjax.train import apply_gradient, make_grad_fn, make_sgd_epoch, make_train_step  # noqa: E402
 
 SIZES, N, B, LR = (20, 8, 10), 128, 16, 3.0
@@ -108,8 +108,10 @@ def main(out_dir: str) -> dict:
 
     xb, yb = x[:B], np.eye(SIZES[-1], dtype=np.float32)[labels[:B]]
     one_ref, _, _ = jax.jit(step)(params, optimizer.init(params), xb, yb)
-    placed = [distributed.place(t, mesh, rows=r) for t, r in
-              ((params, False), (optimizer.init(params), False), (xb, True), (yb, True))]
+    placed = [
+        distributed.place(t, mesh, rows=r)
+        for t, r in ((params, False), (optimizer.init(params), False), (xb, True), (yb, True))
+    ]
     with jax.set_mesh(mesh):
         one_wrong = jax.jit(wrong_step)(*placed)[0]
     res["grad_then_pmean_update_ratio"] = update_ratio(one_wrong, one_ref, params)
@@ -120,34 +122,51 @@ def main(out_dir: str) -> dict:
     except ValueError as e:
         res["bad_batch_error"] = str(e)
 
-    # The experiment's local path (no --distributed) on all 8 devices, vs single-device SGD.
+    # The experiment on all 8 devices, both layouts, vs experiments.train on one device: same
+    # flags, so the same keys, optimizer and rows (the 256 left by --validation 3744).
+    import contextlib
+    import io
+
+    from experiments import train
     from experiments import train_distributed as td
 
-    try:
-        td.main(["--batch-size", "12", "--out", f"{out_dir}/bad"])
-        res["cli_bad_batch"] = None
-    except SystemExit as e:
-        res["cli_bad_batch"] = str(e.code)
-    args = ["--source", "mnist5k", "--train-limit", "260", "--batch-size", "16", "--epochs", "2",
-            "--sizes", "784,8,10", "--lr", "3", "--seed", "1", "--out", f"{out_dir}/local"]
-    result = td.main(args)
-    cfg = td.parse_config(args)
-    ds = load_mnist("mnist5k", verbose=False)
-    n = result["n_used"]
-    key_init, epoch_keys = td.run_keys(cfg.seed, cfg.epochs)
-    ref = bpjax.init_params(key_init, cfg.sizes)
-    opt = optax.sgd(cfg.lr)
-    ref_state, ref_epoch = opt.init(ref), make_sgd_epoch(make_train_step(opt), cfg.batch_size)
-    for key in epoch_keys:
-        ref, ref_state, _ = ref_epoch(ref, ref_state, ds.x_train[:n], ds.y_train[:n], key)
-    saved = np.load(f"{out_dir}/local/params.npz")
-    res["cli"] = {"n_used": n, "local_rows": result["local_rows"],
-                  "devices": len(result["devices"]),
-                  "params_rel_err": rel_err([{"w": saved[f"w{i}"], "b": saved[f"b{i}"]}
-                                             for i in range(len(ref))], ref)}
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        try:
+            td.main(["--quick", "--batch-size", "12", "--out", f"{out_dir}/bad"])
+            res["cli_bad_batch"] = None
+        except SystemExit as e:
+            res["cli_bad_batch"] = [e.code, *err.getvalue().strip().splitlines()[-1:]]
+    res["cli_bad_batch_wrote"] = Path(out_dir, "bad").exists()
+    args = [
+        "--quick",
+        "--validation",
+        "3744",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "16",
+        "--sizes",
+        "784,8,10",
+        "--seed",
+        "1",
+    ]
+    train.main([*args, "--out", f"{out_dir}/train"])
+    ref = dict(np.load(f"{out_dir}/train/params.npz"))
+    for layout in ("sharded", "replicated"):
+        result = td.main([*args, "--data-layout", layout, "--out", f"{out_dir}/{layout}"])
+        res[f"cli_{layout}"] = {
+            "n_used": result["n_used"],
+            "local_rows": result["local_rows"],
+            "devices": len(result["devices"]),
+            "x_spec": result["x_spec"],
+            "params_rel_err": rel_err(dict(np.load(f"{out_dir}/{layout}/params.npz")), ref),
+        }
+    limited = td.main([*args, "--train-limit", "100", "--out", f"{out_dir}/limited"])
+    res["cli_limited_n_used"] = limited["n_used"]
 
     # The benchmark hook, smoke only: it runs on a sub-mesh and reports a per-step time.
-    res["time_epoch"] = td.time_epoch(2, x, labels, SIZES, B, repeats=1)
+    res["time_epoch"] = distributed.time_epoch(2, x, labels, SIZES, B, repeats=1)
     return res
 
 

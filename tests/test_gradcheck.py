@@ -131,7 +131,7 @@ bpjax.register_activation("tanh_right", jnp.tanh, {TANH_RIGHT})
 @pytest.mark.slow
 def test_cli_exits_1_naming_a_wrong_plugin_and_0_for_a_right_one(tmp_path):
     bad = run_cli(
-        ["--import", "gc_plugin", "--hidden", "tanh_wrong", "--architectures", "1"],
+        ["--plugins", "gc_plugin", "--hidden", "tanh_wrong", "--architectures", "1"],
         tmp_path,
         PLUGIN,
     )
@@ -139,7 +139,7 @@ def test_cli_exits_1_naming_a_wrong_plugin_and_0_for_a_right_one(tmp_path):
     assert "FAILED: tanh_wrong/sigmoid/quadratic" in bad.stdout
     good = run_cli(
         [
-            "--import",
+            "--plugins",
             "gc_plugin",
             "--hidden",
             "tanh_right",
@@ -147,7 +147,7 @@ def test_cli_exits_1_naming_a_wrong_plugin_and_0_for_a_right_one(tmp_path):
             "softmax",
             "--cost",
             "log_likelihood",
-            "--sizes",
+            "--layer-sizes",
             "4,5,3",
         ],
         tmp_path,
@@ -163,15 +163,21 @@ def test_cli_exits_1_naming_a_wrong_plugin_and_0_for_a_right_one(tmp_path):
         (["--hidden", "swish"], "unknown activation 'swish'; choose one of"),
         (["--hidden", "softmax"], "output layer only"),
         (["--cost", "log_likelihood"], "needs output activation softmax"),
-        (["--import", "no_such_plugin_mod"], "cannot import module 'no_such_plugin_mod'"),
-        (["--sizes", "4,x"], "--sizes must be comma-separated integers"),
-        (["--architectures", "0"], "must be >= 1"),
+        (["--plugins", "no_such_plugin_mod"], "cannot import module 'no_such_plugin_mod'"),
+        (["--layer-sizes", "4,x"], "--layer-sizes expects int values"),
+        (["--layer-sizes", "4"], "--layer-sizes needs at least two sizes"),
+        (["--architectures", "0"], "--architectures must be >= 1"),
+        (["--examples", "0"], "--examples must be >= 1"),
+        (["--seed", "-1"], "--seed must be in"),
+        (["--import", "gc_plugin"], "unrecognized arguments: --import"),
     ],
 )
 def test_cli_bad_arguments_exit_2_with_one_line(args, message, capsys):
     from experiments import gradient_check
 
-    assert gradient_check.main(args) == 2
+    with pytest.raises(SystemExit) as exit_:
+        gradient_check.main(args)
+    assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("gradient_check: error: ") and message in err
     assert err.count("\n") == 1
