@@ -12,7 +12,6 @@ import argparse
 import json
 
 
-
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--devices", default="1,2,4", help="device counts to time")
