@@ -56,8 +56,10 @@ def plot(results: dict, run_dir: Path) -> None:
         ok = np.isfinite(cos) & np.isfinite(lo) & np.isfinite(hi)
         ax_cos.errorbar(bs[ok] * shift, cos[ok], yerr=[lo[ok], hi[ok]], fmt=marker, color=color,
                         capsize=2, label=label, mfc=fill)
-    if measured:
-        ax_err.set_ylim(bottom=min(measured) / 5)
+    # Fixed limits where nothing finite was measured: log axes refuse to autoscale on nothing.
+    ax_err.set_ylim(*((min(measured) / 5, None) if measured else (1e-2, 1e2)))
+    for ax in (ax_err, ax_cos):
+        ax.set_xlim(0.7, 1.4 * n)
     ax_err.axhline(1.0, color="grey", lw=0.8)
     ax_err.set(xscale="log", yscale="log", xlabel="mini-batch size B",
                ylabel=r"relative error $\|g_B - g\| / \|g\|$",
