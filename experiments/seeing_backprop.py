@@ -9,18 +9,13 @@
 The trained network is the untrained one after ``--epochs`` of the shared training recipe
 (``--optimizer``, ``--lr``, ``--schedule``, ``--batch-size``, ``--weight-decay``; any model spec
 whose cost has a hand-written dC/da^L). For the chosen test example, with ``bpjax.wish_list``, it
-writes ``results.json`` and from it (``experiments/plots/seeing_backprop.py``):
-
-- ``output_nudges.png``: the output's desired nudges -dC/da^L (quadratic cost: 2 (y - a^L)).
-- ``first_layer_nudges.png``: each first-hidden-layer neuron's 784 weight nudges as a 28x28
-  image: the digit scaled by the neuron's bias nudge (route 2).
-- ``hebbian.png``: |weight nudge| against the activation it comes from, every layer.
-- ``propagated_wishes.png``: what each output neuron asks of each last-hidden activation
-  (route 3, stacked), and their sum, the desire passed further back.
-- ``sensitivity.png``: the ``--top-k`` parameters with the largest |dC/dtheta|, and the cost
-  change measured when each alone moves by ``--epsilon`` the wished way; every |dC/dtheta| by rank.
-- ``averages.png``: the wish list beside the means over ``--average-over`` random training
-  examples and over all of them (the negative gradient).
+writes ``results.json`` and from it (``experiments/plots/seeing_backprop.py``) six figures:
+``output_nudges.png`` (-dC/da^L), ``first_layer_nudges.png`` (route 2 of each first-layer neuron
+as a 28x28 image), ``hebbian.png`` (|weight nudge| against its source activation),
+``propagated_wishes.png`` (route 3: what each output neuron asks of the last hidden layer),
+``sensitivity.png`` (the ``--top-k`` largest |dC/dtheta|, and the cost change when each alone
+moves by ``--epsilon``) and ``averages.png`` (beside the means over ``--average-over`` random
+training examples and over all of them).
 
 The identities are measured too: the parameter nudges vs -backprop, the all-example mean vs
 -jax.grad of the mean cost, each weight nudge vs (desire through f') x source activation, and
@@ -67,7 +62,7 @@ class Config(runtime.DataOptions, runtime.ModelOptions, runtime.OptimizerOptions
         options.positive_rate("epsilon", self.epsilon)
         if len(self.sizes) < 3:
             raise ConfigError(f"--sizes needs a hidden layer, got {','.join(map(str, self.sizes))}")
-        n_params = sum(n * (m + 1) for m, n in zip(self.sizes, self.sizes[1:]))
+        n_params = sum(n * (m + 1) for m, n in zip(self.sizes[:-1], self.sizes[1:], strict=True))
         if self.top_k > n_params:
             raise ConfigError(f"--top-k {self.top_k} exceeds the network's {n_params} parameters")
         if self.spec().cost_function.output_grad is None:
@@ -163,9 +158,9 @@ def analyse(params, x, y, xs_some, ys_some, xs_all, ys_all, epsilon, *, top_k: i
     """The numbers behind the figures for one network and example ``x`` (n_in,), ``y`` one-hot:
     its wish list, the means over ``xs_some`` and ``xs_all``, the sensitivity of the top-k
     parameters and the identities, in one compiled function."""
-    import bpjax
     from jax.flatten_util import ravel_pytree
 
+    import bpjax
     from bpjax import wish_list as wl
 
     one = wl.wish_list(params, x, y, spec=spec)

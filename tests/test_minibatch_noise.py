@@ -12,23 +12,26 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from test_runtime import ROOT, wait_for
 
 from experiments import minibatch_noise as experiment
 from experiments.runtime.cli import ConfigError
-from test_runtime import ROOT, wait_for
 
 ARGS = ["--quick", "--measure-batch-sizes", "1,30,1000,4000", "--draws", "12"]
 
 
-@pytest.mark.parametrize("fields, needle", [
-    ({"measure_at": (3, 61)}, "--measure-at"),
-    ({"measure_at": (-1,)}, "--measure-at"),
-    ({"measure_batch_sizes": (0, 10)}, "--measure-batch-sizes"),
-    ({"draws": 1}, "--draws"),
-    ({"chunk_size": 0}, "--chunk-size"),
-    ({"lr": -1.0}, "--lr"),
-    ({"sizes": (784, 16, 9)}, "end with 10"),
-])
+@pytest.mark.parametrize(
+    "fields, needle",
+    [
+        ({"measure_at": (3, 61)}, "--measure-at"),
+        ({"measure_at": (-1,)}, "--measure-at"),
+        ({"measure_batch_sizes": (0, 10)}, "--measure-batch-sizes"),
+        ({"draws": 1}, "--draws"),
+        ({"chunk_size": 0}, "--chunk-size"),
+        ({"lr": -1.0}, "--lr"),
+        ({"sizes": (784, 16, 9)}, "end with 10"),
+    ],
+)
 def test_config_check_names_the_bad_flag(fields, needle):
     with pytest.raises(ConfigError, match=needle):
         experiment.Config(**fields).check()
@@ -48,13 +51,16 @@ def test_default_batch_sizes_run_from_one_to_n():
     assert experiment.draws_for(10, 60000, 32) == 32
 
 
-@pytest.mark.parametrize("argv, needle", [
-    (["--measure-batch-sizes", "10,99999"], "exceeds the 4000"),
-    (["--measure-batch-sizes", "a,b"], "--measure-batch-sizes"),
-    (["--eta", "3"], "eta"),  # the learning rate is --lr, as in every experiment
-    (["--train-batch-size", "10"], "train-batch-size"),  # and the batch size --batch-size
-    (["--lr", "1e39"], "overflows float32"),
-])
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["--measure-batch-sizes", "10,99999"], "exceeds the 4000"),
+        (["--measure-batch-sizes", "a,b"], "--measure-batch-sizes"),
+        (["--eta", "3"], "eta"),  # the learning rate is --lr, as in every experiment
+        (["--train-batch-size", "10"], "train-batch-size"),  # and the batch size --batch-size
+        (["--lr", "1e39"], "overflows float32"),
+    ],
+)
 def test_bad_flags_exit_2_with_one_line_and_write_nothing(tmp_path, capsys, argv, needle):
     with pytest.raises(SystemExit) as e:
         experiment.main(["--quick", "--out", str(tmp_path / "run"), *argv])
@@ -65,8 +71,10 @@ def test_bad_flags_exit_2_with_one_line_and_write_nothing(tmp_path, capsys, argv
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("a, b, expected", [(1.0, 0.0, math.inf), (0.0, 0.0, math.nan),
-                                            (1.0, math.nan, math.nan), (3.0, 2.0, 1.5)])
+@pytest.mark.parametrize(
+    "a, b, expected",
+    [(1.0, 0.0, math.inf), (0.0, 0.0, math.nan), (1.0, math.nan, math.nan), (3.0, 2.0, 1.5)],
+)
 def test_ratio_is_never_a_zero_division(a, b, expected):
     got = experiment.ratio(a, b)
     assert got == expected or (math.isnan(got) and math.isnan(expected))
@@ -89,8 +97,12 @@ def test_a_zero_mean_gradient_is_reported_not_a_crash(tmp_path):
     point = to_jsonable(measure(params, 0))
     assert point["grad_norm"] == 0.0 and point["noise_scale"] == "nan"
     assert "not finite" in experiment.describe(point)
-    results = {"n_train": 4000, "source": ds.source, "spec": cfg.spec().to_dict(),
-               "checkpoints": [point]}
+    results = {
+        "n_train": 4000,
+        "source": ds.source,
+        "spec": cfg.spec().to_dict(),
+        "checkpoints": [point],
+    }
     experiment.plots.plot(json.loads(json.dumps(results)), tmp_path)
     assert (tmp_path / "noise_vs_batch_size.png").stat().st_size > 0
     assert "nan" in experiment.summary(results)
@@ -139,19 +151,26 @@ def test_quick_run_end_to_end(quick_run):
 
 @pytest.mark.slow
 def test_same_out_is_refused_while_running_and_a_killed_run_resumes_bit_identically(
-        quick_run, tmp_path):
+    quick_run, tmp_path
+):
     import os
 
     whole_dir, _ = quick_run
     out = tmp_path / "killed"
     command = [sys.executable, "-m", "experiments.minibatch_noise", *ARGS]
-    proc = subprocess.Popen([*command, "--checkpoint-every", "2", "--out", str(out)], cwd=ROOT,
-                            env={**os.environ, "BPJAX_TEST_PAUSE_AT": "3"}, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [*command, "--checkpoint-every", "2", "--out", str(out)],
+        cwd=ROOT,
+        env={**os.environ, "BPJAX_TEST_PAUSE_AT": "3"},
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         wait_for(proc, "paused at 3")
-        second = subprocess.run([*command, "--out", str(out)], cwd=ROOT, capture_output=True,
-                                text=True, timeout=300)
+        second = subprocess.run(
+            [*command, "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300
+        )
         assert second.returncode == 2, second.stderr
         last = second.stderr.strip().splitlines()[-1]
         assert "in use" in last or "not empty" in last
@@ -163,8 +182,9 @@ def test_same_out_is_refused_while_running_and_a_killed_run_resumes_bit_identica
     def strip(run_dir):
         res = json.loads((run_dir / "results.json").read_text())
         history = [{k: v for k, v in r.items() if k != "train_time_s"} for r in res["history"]]
-        points = [{k: v for k, v in p.items() if k != "moments_seconds"}
-                  for p in res["checkpoints"]]
+        points = [
+            {k: v for k, v in p.items() if k != "moments_seconds"} for p in res["checkpoints"]
+        ]
         return history, points
 
     assert strip(out) == strip(whole_dir)
@@ -173,7 +193,9 @@ def test_same_out_is_refused_while_running_and_a_killed_run_resumes_bit_identica
 @pytest.mark.slow
 def test_a_huge_learning_rate_exits_3_with_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
-        experiment.main(["--quick", "--lr", "1e38", "--out", str(tmp_path / "run")])
+        experiment.main(
+            ["--quick", "--measure-at", "5", "--lr", "1e38", "--out", str(tmp_path / "run")]
+        )
     assert e.value.code == 3
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last.startswith("minibatch_noise: error: SGD diverged") and "--lr 1e+38" in last

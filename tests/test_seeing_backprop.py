@@ -9,35 +9,49 @@ import sys
 
 import numpy as np
 import pytest
+from test_runtime import ROOT, wait_for
 
 from experiments import seeing_backprop as experiment
 from experiments.runtime.cli import ConfigError
-from test_runtime import ROOT, wait_for
 
 ARGS = ["--quick", "--digit", "7"]
-FIGURES = ("output_nudges.png", "first_layer_nudges.png", "hebbian.png",
-           "propagated_wishes.png", "sensitivity.png", "averages.png")
+FIGURES = (
+    "output_nudges.png",
+    "first_layer_nudges.png",
+    "hebbian.png",
+    "propagated_wishes.png",
+    "sensitivity.png",
+    "averages.png",
+)
 
 
 def cli(*args, env=None):
     import os
 
-    return subprocess.Popen([sys.executable, "-m", "experiments.seeing_backprop", *map(str, args)],
-                            cwd=ROOT, env={**os.environ, **(env or {})}, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-m", "experiments.seeing_backprop", *map(str, args)],
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
 
-@pytest.mark.parametrize("fields, needle", [
-    ({"index": 3, "digit": 4}, "not both"),
-    ({"digit": 10}, "--digit"),
-    ({"index": -1}, "--index"),
-    ({"sizes": (784, 10)}, "hidden layer"),
-    ({"epsilon": 0.0}, "--epsilon"),
-    ({"top_k": 0}, "--top-k"),
-    ({"top_k": 10**6}, "parameters"),
-    ({"average_over": 0}, "--average-over"),
-    ({"lr": 1e39}, "overflows float32"),
-])
+@pytest.mark.parametrize(
+    "fields, needle",
+    [
+        ({"index": 3, "digit": 4}, "not both"),
+        ({"digit": 10}, "--digit"),
+        ({"index": -1}, "--index"),
+        ({"sizes": (784, 10)}, "hidden layer"),
+        ({"epsilon": 0.0}, "--epsilon"),
+        ({"top_k": 0}, "--top-k"),
+        ({"top_k": 10**6}, "parameters"),
+        ({"average_over": 0}, "--average-over"),
+        ({"lr": 1e39}, "overflows float32"),
+    ],
+)
 def test_config_check_names_the_bad_flag(fields, needle):
     with pytest.raises(ConfigError, match=needle):
         experiment.Config(**fields).check()
@@ -52,13 +66,16 @@ def test_the_example_is_the_first_of_its_digit_or_the_index():
         experiment.Config(digit=5).example_index(labels)
 
 
-@pytest.mark.parametrize("argv, needle", [
-    (["--index", "3", "--digit", "4"], "not both"),
-    (["--index", "1000"], "out of range"),  # the embedded test split has 1,000 examples
-    (["--sizes", "784,x,10"], "--sizes"),
-    (["--average-over", "5000"], "--average-over"),
-    (["--eta", "3"], "eta"),  # the learning rate is --lr, as in every experiment
-])
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["--index", "3", "--digit", "4"], "not both"),
+        (["--index", "1000"], "out of range"),  # the embedded test split has 1,000 examples
+        (["--sizes", "784,x,10"], "--sizes"),
+        (["--average-over", "5000"], "--average-over"),
+        (["--eta", "3"], "eta"),  # the learning rate is --lr, as in every experiment
+    ],
+)
 def test_bad_flags_exit_2_with_one_line_and_write_nothing(tmp_path, capsys, argv, needle):
     with pytest.raises(SystemExit) as e:
         experiment.main(["--quick", "--out", str(tmp_path / "run"), *argv])
@@ -89,8 +106,7 @@ def test_quick_run_end_to_end(quick_run, capsys):
         nudges = np.array(r["output_nudges"])
         assert nudges[label] > 0 and np.all(np.delete(nudges, label) < 0)
         s = r["sensitivity"]
-        np.testing.assert_allclose(s["measured_cost_change"], s["predicted_cost_change"],
-                                   rtol=0.25)
+        np.testing.assert_allclose(s["measured_cost_change"], s["predicted_cost_change"], rtol=0.25)
         assert r["averages"]["every"]["cosine_to_all"] == pytest.approx(1.0, abs=1e-5)
     assert res["networks"]["trained"]["test_accuracy"] > 0.5
     assert [row["epoch"] for row in res["history"]] == [1, 2, 3]
@@ -103,15 +119,20 @@ def test_quick_run_end_to_end(quick_run, capsys):
 
 @pytest.mark.slow
 def test_same_out_is_refused_while_running_and_a_killed_run_resumes_bit_identically(
-        quick_run, tmp_path):
+    quick_run, tmp_path
+):
     whole_dir, _ = quick_run
     out = tmp_path / "killed"
     proc = cli(*ARGS, "--checkpoint-every", "1", "--out", out, env={"BPJAX_TEST_PAUSE_AT": "2"})
     try:
         wait_for(proc, "paused at 2")
-        second = subprocess.run([sys.executable, "-m", "experiments.seeing_backprop", *ARGS,
-                                 "--out", str(out)], cwd=ROOT, capture_output=True, text=True,
-                                timeout=300)
+        second = subprocess.run(
+            [sys.executable, "-m", "experiments.seeing_backprop", *ARGS, "--out", str(out)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert second.returncode == 2, second.stderr
         last = second.stderr.strip().splitlines()[-1]
         assert "in use" in last or "not empty" in last
