@@ -80,6 +80,7 @@ def test_ratio_is_never_a_zero_division(a, b, expected):
     assert got == expected or (math.isnan(got) and math.isnan(expected))
 
 
+@pytest.mark.slow
 def test_a_zero_mean_gradient_is_reported_not_a_crash(tmp_path):
     """Saturated outputs (sigmoid(200) == 1 in float32) have exactly zero gradients: the noise
     scale 0/0 is reported as nan, and the figure is still drawn."""
