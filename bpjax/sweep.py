@@ -71,7 +71,7 @@ def seed_keys(seeds: Sequence[int]) -> jax.Array:
     return jax.vmap(jax.random.key)(jnp.asarray(np.asarray(seeds), dtype=jnp.uint32))
 
 
-def unstack(tree, i: int):
+def take_run(tree, i: int):
     """Run ``i`` of a pytree whose leaves have a leading run axis."""
     return jax.tree.map(lambda leaf: leaf[i], tree)
 

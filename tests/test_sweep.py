@@ -13,9 +13,9 @@ from bpjax.sweep import (
     init_runs,
     run_grid,
     seed_keys,
+    take_run,
     train_sequential,
     train_sweep,
-    unstack,
 )
 from tests.helpers import max_rel_err
 
@@ -89,7 +89,7 @@ def test_sweep_runs_match_a_plain_optax_training(x64):
         for e in range(2):
             key = jax.random.fold_in(order_key, e)
             params, opt_state, _ = epoch(params, opt_state, x, labels, key)
-        assert max_rel_err(unstack(result.params, r), params) < 1e-10
+        assert max_rel_err(take_run(result.params, r), params) < 1e-10
 
 
 def test_sweep_learns_mnist5k():

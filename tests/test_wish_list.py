@@ -1,7 +1,8 @@
-"""The wish list: its identities with backprop and jax.grad, its averages, and the experiment."""
+"""The wish list: its identities with backprop and jax.grad, and its averages.
+
+The experiment drawing it is tested in tests/test_seeing_backprop.py."""
 
 import itertools
-import json
 import uuid
 
 import chex
@@ -191,68 +192,6 @@ def test_minibatch_draws_are_distinct_examples_disjoint_within_an_epoch(n, batch
         assert len(set(epoch)) == len(epoch)
     with pytest.raises(ValueError, match="batch_size"):
         wl.minibatch_draws(jax.random.key(0), n, n + 1, 1)
-
-
-# --- The experiment, end to end on the embedded data. ------------------------------------------
-
-FIGURES = ("output_nudges.png", "first_layer_nudges.png", "hebbian.png",
-           "propagated_wishes.png", "sensitivity.png", "averages.png")
-
-
-def test_wish_list_experiment_quick_end_to_end(tmp_path, capsys):
-    from experiments import wish_list as experiment
-
-    out = tmp_path / "run"
-    experiment.main(["--quick", "--epochs", "2", "--batch-size", "20", "--digit", "7",
-                     "--out", str(out)])
-    res = json.loads((out / "results.json").read_text())
-    for name in FIGURES:
-        assert (out / name).stat().st_size > 10_000, name
-    label = res["example"]["label"]
-    assert label == 7
-    for net in ("untrained", "trained"):
-        r = res["networks"][net]
-        assert all(v < 1e-5 for v in r["checks"].values()), r["checks"]
-        nudges = np.array(r["output_nudges"])
-        assert nudges[label] > 0 and np.all(np.delete(nudges, label) < 0)
-        s = r["sensitivity"]
-        np.testing.assert_allclose(s["measured_cost_change"], s["predicted_cost_change"],
-                                   rtol=0.25)
-        assert r["averages"]["every"]["cosine_to_all"] == pytest.approx(1.0, abs=1e-5)
-    assert res["networks"]["trained"]["test_accuracy"] > 0.5
-    assert "identities" in capsys.readouterr().out
-
-
-@pytest.mark.parametrize(
-    "argv",
-    [
-        ["--index", "3", "--digit", "4"],
-        ["--digit", "10"],
-        ["--index", "1000"],  # the embedded test split has 1,000 examples
-        ["--sizes", "784,10"],
-        ["--sizes", "784,x,10"],
-        ["--epsilon", "0"],
-        ["--average-over", "5000"],
-    ],
-)
-def test_wish_list_experiment_rejects_bad_input_with_exit_code_2(tmp_path, argv, capsys):
-    from experiments import wish_list as experiment
-
-    with pytest.raises(SystemExit) as e:
-        experiment.main(["--quick", "--out", str(tmp_path / "run"), *argv])
-    assert e.value.code == 2
-    assert "error:" in capsys.readouterr().err
-    assert not (tmp_path / "run").exists()
-
-
-def test_wish_list_experiment_never_overwrites(tmp_path):
-    from experiments import wish_list as experiment
-
-    (tmp_path / "keep.txt").write_text("earlier result")
-    with pytest.raises(SystemExit) as e:
-        experiment.main(["--quick", "--out", str(tmp_path)])
-    assert e.value.code == 2
-    assert (tmp_path / "keep.txt").read_text() == "earlier result"
 
 
 SPECS = [
