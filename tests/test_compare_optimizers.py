@@ -108,6 +108,7 @@ def test_bad_flag_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, args, 
 # --- end to end ----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_quick_run_table_and_results(tmp_path, capsys):
     out = tmp_path / "run"
     co.main(["--quick", "--out", str(out)])
@@ -140,6 +141,7 @@ def test_quick_run_table_and_results(tmp_path, capsys):
     assert (out / "sensitivity.png").is_file()
 
 
+@pytest.mark.slow
 def test_an_optimizer_whose_runs_all_diverge_exits_3_with_results(tmp_path):
     out = tmp_path / "run"
     status, stdout, err = cli("--quick", "--optimizers", "sgd,adam", "--n-lrs", "1",
