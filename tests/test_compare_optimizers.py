@@ -146,7 +146,8 @@ def test_an_optimizer_whose_runs_all_diverge_exits_3_with_results(tmp_path):
     out = tmp_path / "run"
     status, stdout, err = cli("--quick", "--optimizers", "sgd,adam", "--n-lrs", "1",
                               "--lr-ranges", "sgd=30:30,adam=0.001:0.001", "--hidden", "identity",
-                              "--output", "identity", "--out", out)
+                              "--output", "identity", "--model", "flax", "--optimizer-args",
+                              "adam:b1=0.8", "--out", out)
     assert status == 3, err
     last = err.strip().splitlines()[-1]
     assert "every run of sgd diverged" in last and "adam" not in last.split("diverged")[0]
