@@ -16,10 +16,11 @@ import numpy as np
 import optax
 
 import bpjax
-from benchmarks.reference import numpy_loop, numpy_matrix, torch_eager
+from benchmarks.reference import jax_plain, numpy_loop, numpy_matrix, torch_eager
 from benchmarks.timing import Case
 from bpjax import train
-from bpjax.data import epoch_batches
+from bpjax.data import IMAGE_FORMS, as_inputs, epoch_batches
+from bpjax.data.pixels import device_images, take_rows
 
 INIT_KEY = jax.random.key(0)
 ORDER_KEY = jax.random.key(1)
@@ -39,8 +40,8 @@ class Problem:
 
 
 class Data(NamedTuple):
-    """The training set: NumPy float32 (the references), and on the JAX device as float32, as
-    uint8 pixels and as ``bpjax.train.pack_pixels`` words (``images``). ``labels`` int32."""
+    """The training set: NumPy float32 (the references), and on the JAX device in each form of
+    ``bpjax.data.IMAGE_FORMS`` (``images``: packed, uint8, float32). ``labels`` int32."""
 
     x: np.ndarray
     labels: np.ndarray
@@ -55,22 +56,16 @@ class Data(NamedTuple):
         """The first ``n`` examples (new device arrays, made once, outside any timing)."""
         if n >= self.n:
             return self
-        images = {k: v[:n] for k, v in self.images.items()}
+        images = {k: jax.tree.map(lambda a: a[:n], v) for k, v in self.images.items()}
         return Data(self.x[:n], self.labels[:n], images, self.jlabels[:n])
 
 
-IMAGES = ("packed", "uint8", "float32")
-
-
 def make_data(x: np.ndarray, labels: np.ndarray) -> Data:
-    """``x`` (N, 784) float32 in [0, 1] as bpjax.data makes it, ``labels`` (N,)."""
+    """``x`` (N, 784) float32 pixel / 255 as bpjax.data makes it, ``labels`` (N,); the device
+    forms are those of ``bpjax.data.device_arrays``."""
     x = np.ascontiguousarray(x, dtype=np.float32)
-    pixels = np.rint(x * 255).astype(np.uint8)
-    if not np.array_equal(pixels.astype(np.float32) / np.float32(255), x):
-        raise ValueError("x is not pixel / 255: uint8 storage would change the data")
     labels = np.asarray(labels, dtype=np.int32)
-    images = {"packed": train.pack_pixels(pixels), "uint8": jnp.asarray(pixels),
-              "float32": jnp.asarray(x)}
+    images = {form: device_images(x, form) for form in IMAGE_FORMS}
     return Data(x, labels, images, jnp.asarray(labels))
 
 
@@ -97,10 +92,14 @@ def _copy(params):
 
 
 def bpjax_epoch(
-    problem: Problem, data: Data, method: str = "autodiff", images: str = "packed",
+    problem: Problem,
+    data: Data,
+    method: str = "autodiff",
+    images: str = "packed",
     n_timed: int | None = None,
 ) -> Case:
-    """``bpjax.train.make_sgd_epoch``: the whole epoch, shuffle included, one compiled call."""
+    """``bpjax.train.make_sgd_epoch``: the whole epoch, shuffle included, one compiled call;
+    ``images`` one of ``bpjax.data.IMAGE_FORMS``."""
     sub = data.head(n_timed or data.n)
     optimizer = optax.sgd(problem.eta)
     params = jax.tree.map(jnp.asarray, init_params(problem.sizes))
@@ -126,7 +125,9 @@ def bpjax_step_loop(problem: Problem, data: Data, n_timed: int | None = None) ->
 
     @jax.jit
     def step(p, s, x, labels, idx):
-        return train_step(p, s, train.as_inputs(x[idx], jnp.float32), bpjax.one_hot(labels[idx]))
+        return train_step(
+            p, s, as_inputs(take_rows(x, idx), jnp.float32), bpjax.one_hot(labels[idx])
+        )
 
     batches = [jnp.asarray(b) for b in batch_order(sub.n, problem.batch_size)]
     x, labels = sub.images["packed"], sub.jlabels
@@ -143,7 +144,10 @@ def bpjax_step_loop(problem: Problem, data: Data, n_timed: int | None = None) ->
 
 
 def bpjax_full_batch(
-    problem: Problem, data: Data, method: str = "autodiff", images: str = "uint8",
+    problem: Problem,
+    data: Data,
+    method: str = "autodiff",
+    images: str = "uint8",
     chunk_size: int = 10_000,
 ) -> Case:
     """``bpjax.train.make_full_batch_step``: one gradient-descent step over every example."""
@@ -157,6 +161,35 @@ def bpjax_full_batch(
         return jax.block_until_ready(gd_step(params, opt_state, x, data.jlabels))
 
     return Case(run)
+
+
+# --- plain JAX ---------------------------------------------------------------------------------
+
+
+def jax_plain_epoch(problem: Problem, data: Data) -> Case:
+    """``reference.jax_plain``: jit(grad) of the mean cost in a ``lax.scan``, float32 images, the
+    batch order given (not timed, as for the NumPy and PyTorch references)."""
+    params = jax.tree.map(jnp.asarray, init_params(problem.sizes))
+    epoch = jax_plain.make_sgd_epoch(problem.eta)
+    batches = jnp.asarray(batch_order(data.n, problem.batch_size))
+    x = data.images["float32"]
+
+    def run():
+        return jax.block_until_ready(epoch(params, x, data.jlabels, batches))
+
+    return Case(run)
+
+
+# --- shuffles ----------------------------------------------------------------------------------
+
+
+def shuffle_case(n: int, which: str) -> Case:
+    """One permutation of n, jitted: ``bpjax.data.shuffle`` or ``jax.random.permutation``."""
+    from bpjax.data import shuffle
+
+    fn = {"bpjax.data.shuffle": shuffle, "jax.random.permutation": jax.random.permutation}[which]
+    perm = jax.jit(fn, static_argnums=1)
+    return Case(lambda: jax.block_until_ready(perm(ORDER_KEY, n)))
 
 
 # --- NumPy -------------------------------------------------------------------------------------
@@ -217,8 +250,9 @@ def _torch_setup(problem: Problem, data: Data) -> _Torch:
 
     params = torch_eager.to_torch(init_params(problem.sizes))
     initial = [{k: v.detach().clone() for k, v in layer.items()} for layer in params]
-    return _Torch(params, initial, torch.from_numpy(data.x),
-                  torch.from_numpy(data.labels.astype(np.int64)))
+    return _Torch(
+        params, initial, torch.from_numpy(data.x), torch.from_numpy(data.labels.astype(np.int64))
+    )
 
 
 def _torch_reset(t: _Torch) -> None:
@@ -252,7 +286,7 @@ def torch_vmap_epoch(problem: Problem, data: Data, n_timed: int) -> Case:
 
     sub = data.head(n_timed)
     t = _torch_setup(problem, sub)
-    step = torch_eager.make_vmap_sgd_step(t.params, problem.eta)
+    step = torch_eager.make_vmap_sgd_step(problem.eta)
     batches = torch.from_numpy(batch_order(sub.n, problem.batch_size).astype(np.int64))
     scale = epoch_scale(sub.n, problem.batch_size, data.n)
 

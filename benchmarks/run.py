@@ -2,8 +2,10 @@
 
     python -m benchmarks.run            # the full suite (~10 min), writes benchmarks/results/
     python -m benchmarks.run --quick    # a small smoke run (~1 min)
+    python -m benchmarks.report         # the markdown summary of the newest results file
 
-Prints the tables and the issue's targets, and writes ``<out>/<machine>-<date>.json``.
+Prints the tables, the ratios of bpjax to each reference and the targets, and writes
+``<out>/<machine>-<date>.json`` (no machine paths in it: see ``benchmarks.results_io``).
 Thread counts are set before any library loads (``--threads``, default 1: on this 2-core machine
 one XLA thread is faster, and a second thread stalls whenever another process holds the other
 core); the NumPy and PyTorch references are also timed at 2 threads and the faster is compared.
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import platform
 import sys
 import time
@@ -20,8 +23,19 @@ from pathlib import Path
 
 from benchmarks.threads import configure
 
-SECTIONS = ("sgd_epoch", "full_batch", "compile", "scaling", "sweep", "time_to_accuracy",
-            "devices", "ablation")
+RESULTS = Path(__file__).parent / "results"
+
+SECTIONS = (
+    "sgd_epoch",
+    "shuffle",
+    "full_batch",
+    "compile",
+    "scaling",
+    "sweep",
+    "time_to_accuracy",
+    "devices",
+    "ablation",
+)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -29,11 +43,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="small data and few repeats (a smoke run)")
     p.add_argument("--repeats", type=int, default=None, help="timed repeats (default 7; quick 2)")
     p.add_argument("--threads", type=int, default=1, help="XLA/BLAS threads (default 1)")
-    p.add_argument("--sections", default=",".join(SECTIONS),
-                   help=f"comma-separated subset of {','.join(SECTIONS)}")
+    p.add_argument(
+        "--sections",
+        default=",".join(SECTIONS),
+        help=f"comma-separated subset of {','.join(SECTIONS)}",
+    )
     p.add_argument("--machine", default=platform.node() or "cpu", help="name in the file name")
-    p.add_argument("--out", default=str(Path(__file__).parent / "results"),
-                   help="directory for the JSON (default benchmarks/results)")
+    p.add_argument(
+        "--out", default=str(RESULTS), help="directory for the JSON (default benchmarks/results)"
+    )
     p.add_argument("--json", default=None, help="exact JSON path (overrides --out/--machine)")
     p.add_argument("--markdown", default=None, help="also write the main tables as markdown here")
     args = p.parse_args(argv)
@@ -50,9 +68,9 @@ def main(argv: list[str] | None = None) -> dict:
     env = configure(args.threads)  # before NumPy, JAX or PyTorch load
 
     from benchmarks import impls, report, sections
+    from benchmarks.results_io import data_source, package_versions, repo_relative, write_json
     from benchmarks.timing import gemm_peak
     from bpjax.data import load_mnist
-    from experiments.common import atomic_write_json, package_versions
 
     started = time.time()
     wanted = args.sections.split(",")
@@ -66,11 +84,16 @@ def main(argv: list[str] | None = None) -> dict:
         "schema": 1,
         "machine": args.machine,
         "date": dt.datetime.now().isoformat(timespec="seconds"),
-        "argv": sys.argv,
+        "command": " ".join(["python -m benchmarks.run", *_portable(argv)]),
         "quick": args.quick,
-        "settings": {"threads": args.threads, "env": env, "repeats": s.repeats,
-                     "reference_thread_counts": s.thread_counts, "examples": data.n,
-                     "data": ds.source},
+        "settings": {
+            "threads": args.threads,
+            "env": env,
+            "repeats": s.repeats,
+            "reference_thread_counts": s.thread_counts,
+            "examples": data.n,
+            "data": data_source(ds.source),
+        },
         "versions": {**package_versions(), "torch": _torch_version()},
         "cpu": {"model": _cpu_model(), "cores": _cores(), "loadavg_start": load0},
     }
@@ -78,6 +101,7 @@ def main(argv: list[str] | None = None) -> dict:
     results["gemm_peak"] = peak
     runners = {
         "sgd_epoch": lambda: sections.sgd_epochs(s, data, peak["peak"]),
+        "shuffle": lambda: sections.shuffles(s, data),
         "full_batch": lambda: sections.full_batch(s, data, peak["peak"]),
         "compile": lambda: sections.compile_times(s, data),
         "scaling": lambda: sections.scaling(s, data, peak["peak"]),
@@ -95,14 +119,27 @@ def main(argv: list[str] | None = None) -> dict:
     results["cpu"]["loadavg_end"] = open("/proc/loadavg").read().split()[:3]
     results["wall_s"] = time.time() - started
     print(report.text(results))
-    path = Path(args.json) if args.json else (
-        Path(args.out) / f"{args.machine}-{dt.date.today().isoformat()}"
-        f"{'-quick' if args.quick else ''}.json")
-    atomic_write_json(path, results)
+    path = (
+        Path(args.json)
+        if args.json
+        else (
+            Path(args.out) / f"{args.machine}-{dt.date.today().isoformat()}"
+            f"{'-quick' if args.quick else ''}.json"
+        )
+    )
+    write_json(path, results)
     if args.markdown:
-        Path(args.markdown).write_text(report.markdown(results) + "\n")
-    print(f"\nwrote {path} ({results['wall_s']:.0f} s)")
+        Path(args.markdown).write_text(report.markdown(results, repo_relative(path)) + "\n")
+    print(f"\nwrote {repo_relative(path)} ({results['wall_s']:.0f} s)")
     return results
+
+
+def _portable(argv: list[str] | None) -> list[str]:
+    """The command-line arguments with any path reduced by ``repo_relative``."""
+    from benchmarks.results_io import repo_relative
+
+    args = sys.argv[1:] if argv is None else argv
+    return [repo_relative(a) if os.sep in a else a for a in args]
 
 
 def _torch_version() -> str | None:
@@ -124,8 +161,6 @@ def _cpu_model() -> str:
 
 
 def _cores() -> int:
-    import os
-
     return len(os.sched_getaffinity(0))
 
 

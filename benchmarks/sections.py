@@ -21,12 +21,16 @@ import optax
 from benchmarks import impls
 from benchmarks.impls import Data, Problem
 from benchmarks.reference import torch_eager
+from benchmarks.results_io import portable
 from benchmarks.threads import set_threads
 from benchmarks.timing import Case, flops_per_example, measure
 from bpjax import train
-from bpjax.data import epoch_batches
+from bpjax.data import as_inputs, epoch_batches
+from bpjax.data.pixels import take_rows
 
-HEADLINE = "bpjax"  # autodiff, pack_pixels images, one lax.scan per epoch
+HEADLINE = "bpjax"  # autodiff, packed images (device_arrays' default), one lax.scan per epoch
+FLOAT32 = "bpjax, float32 images"  # the same, on the float32 images of a Dataset
+PLAIN_JAX = "plain JAX: jit(grad) in lax.scan, float32"
 PROBLEMS = (Problem((784, 16, 16, 10), 100), Problem((784, 30, 10), 10))
 
 
@@ -82,12 +86,6 @@ def _add_speedups(rows: list[dict], base: str = HEADLINE) -> list[dict]:
     return rows
 
 
-def _best_of(rows: list[dict], prefix: str) -> dict | None:
-    """The fastest row whose name starts with ``prefix`` (a reference at its best thread count)."""
-    found = [r for r in rows if r["impl"].startswith(prefix)]
-    return min(found, key=lambda r: r["ms"]) if found else None
-
-
 # --- 1, 3, 8: SGD epochs, per-example gradients, references -------------------------------------
 
 
@@ -98,31 +96,41 @@ def sgd_epochs(s: Settings, data: Data, peak: float) -> dict:
         b10 = p.batch_size < 100
         c = {
             HEADLINE: impls.bpjax_epoch(p, data, "autodiff", "packed"),
+            FLOAT32: impls.bpjax_epoch(p, data, "autodiff", "float32"),
+            PLAIN_JAX: impls.jax_plain_epoch(p, data),
             "bpjax, vmap(grad) factored": impls.bpjax_epoch(p, data, "vmap_grad_factored"),
             "bpjax, vmap(grad) then mean": impls.bpjax_epoch(
-                p, data, "vmap_grad", n_timed=s.n_naive_b10 if b10 else None),
+                p, data, "vmap_grad", n_timed=s.n_naive_b10 if b10 else None
+            ),
         }
         if not s.quick:  # each bpjax row is one more compile: the smoke run keeps three
-            c.update({
-                "bpjax, uint8 images": impls.bpjax_epoch(p, data, "autodiff", "uint8"),
-                "bpjax, float32 images": impls.bpjax_epoch(p, data, "autodiff", "float32"),
-                "bpjax, hand backprop": impls.bpjax_epoch(p, data, "backprop"),
-                "bpjax, vmap(backprop) then mean": impls.bpjax_epoch(
-                    p, data, "vmap_backprop", n_timed=s.n_naive_b10 if b10 else None),
-                "bpjax, one jit call per step": impls.bpjax_step_loop(
-                    p, data, n_timed=s.n_naive_b10 if b10 else None),
-            })
+            c.update(
+                {
+                    "bpjax, uint8 images": impls.bpjax_epoch(p, data, "autodiff", "uint8"),
+                    "bpjax, hand backprop": impls.bpjax_epoch(p, data, "backprop"),
+                    "bpjax, vmap(backprop) then mean": impls.bpjax_epoch(
+                        p, data, "vmap_backprop", n_timed=s.n_naive_b10 if b10 else None
+                    ),
+                    "bpjax, one jit call per step": impls.bpjax_step_loop(
+                        p, data, n_timed=s.n_naive_b10 if b10 else None
+                    ),
+                }
+            )
         for t in s.thread_counts:
             c[f"NumPy per-example loop (network.py), {t} thr"] = _with_threads(
-                impls.numpy_loop_epoch(p, data, s.n_loop), t)
+                impls.numpy_loop_epoch(p, data, s.n_loop), t
+            )
             c[f"NumPy per-example loop, tighter, {t} thr"] = _with_threads(
-                impls.numpy_loop_epoch(p, data, s.n_loop, classic=False), t)
+                impls.numpy_loop_epoch(p, data, s.n_loop, classic=False), t
+            )
             c[f"NumPy matrix, {t} thr"] = _with_threads(impls.numpy_matrix_epoch(p, data), t)
             if torch_eager.available():
                 c[f"PyTorch eager, {t} thr"] = _with_threads(
-                    impls.torch_epoch(p, data, s.n_torch_b10 if b10 else None), t)
+                    impls.torch_epoch(p, data, s.n_torch_b10 if b10 else None), t
+                )
                 c[f"torch.func vmap(grad), {t} thr"] = _with_threads(
-                    impls.torch_vmap_epoch(p, data, s.n_torch_vmap), t)
+                    impls.torch_vmap_epoch(p, data, s.n_torch_vmap), t
+                )
         cases.update({(p.name, k): v for k, v in c.items()})
     measure(cases, s.repeats)
     out = {}
@@ -133,9 +141,15 @@ def sgd_epochs(s: Settings, data: Data, peak: float) -> dict:
         rows = _add_speedups(rows)
         base = next(r for r in rows if r["impl"] == HEADLINE)["ms"]
         per_example = {r["impl"]: r["ms"] / base for r in rows if r["impl"].startswith("bpjax")}
-        out[p.name] = {"sizes": p.sizes, "batch_size": p.batch_size, "eta": p.eta,
-                       "examples": n, "gflop": flops / 1e9, "rows": rows,
-                       "time_vs_batched_gradient": per_example}
+        out[p.name] = {
+            "sizes": p.sizes,
+            "batch_size": p.batch_size,
+            "eta": p.eta,
+            "examples": n,
+            "gflop": flops / 1e9,
+            "rows": rows,
+            "time_vs_batched_gradient": per_example,
+        }
     if not torch_eager.available():
         out["torch"] = "skipped: torch is not installed (pip install 'bpjax[bench]')"
     return out
@@ -148,11 +162,16 @@ def full_batch(s: Settings, data: Data, peak: float) -> dict:
     p = PROBLEMS[0]
     c = {
         HEADLINE: impls.bpjax_full_batch(p, data, "autodiff", "uint8", chunk_size=2_000),
+        "bpjax, packed images, default chunk 10,000": impls.bpjax_full_batch(
+            p, data, "autodiff", "packed", chunk_size=10_000
+        ),
         "bpjax, float32 images, default chunk 10,000": impls.bpjax_full_batch(
-            p, data, "autodiff", "float32", chunk_size=10_000),
+            p, data, "autodiff", "float32", chunk_size=10_000
+        ),
         "bpjax, hand backprop": impls.bpjax_full_batch(p, data, "backprop", "uint8", 2_000),
         "bpjax, vmap(grad) factored": impls.bpjax_full_batch(
-            p, data, "vmap_grad_factored", "uint8", 2_000),
+            p, data, "vmap_grad_factored", "uint8", 2_000
+        ),
     }
     for t in s.thread_counts:
         c[f"NumPy matrix, {t} thr"] = _with_threads(impls.numpy_full_batch(p, data), t)
@@ -161,9 +180,42 @@ def full_batch(s: Settings, data: Data, peak: float) -> dict:
     measure(c, s.repeats)
     flops = flops_per_example(p.sizes) * data.n
     rows = _add_speedups([_row(k, v, flops, peak, data.n) for k, v in c.items()])
-    return {"sizes": p.sizes, "examples": data.n, "chunk_size": 2_000, "rows": rows,
-            "note": "headline: uint8 images, chunk_size=2000 (fits the cache; 10,000 is the "
-                    "default); gradient of the mean cost"}
+    return {
+        "sizes": p.sizes,
+        "examples": data.n,
+        "chunk_size": 2_000,
+        "rows": rows,
+        "note": "headline: uint8 images, chunk_size=2000 (fits the cache; 10,000 is the "
+        "default); gradient of the mean cost",
+    }
+
+
+# --- the shuffle ---------------------------------------------------------------------------------
+
+
+def shuffles(s: Settings, data: Data) -> dict:
+    """``bpjax.data.shuffle`` against ``jax.random.permutation`` (one jitted call each)."""
+    sizes = sorted({min(1000, data.n), data.n} if s.quick else {1000, 10_000, data.n, 2**20})
+    cases = {
+        (n, which): impls.shuffle_case(n, which)
+        for n in sizes
+        for which in ("bpjax.data.shuffle", "jax.random.permutation")
+    }
+    measure(cases, max(3, s.repeats))
+    rows = []
+    for n in sizes:
+        ours, theirs = (
+            cases[(n, w)].median for w in ("bpjax.data.shuffle", "jax.random.permutation")
+        )
+        rows.append(
+            {
+                "n": n,
+                "bpjax_shuffle_ms": ours * 1e3,
+                "jax_permutation_ms": theirs * 1e3,
+                "speedup": theirs / ours,
+            }
+        )
+    return {"rows": rows}
 
 
 # --- 4: compile time ----------------------------------------------------------------------------
@@ -179,15 +231,18 @@ def compile_times(s: Settings, data: Data) -> dict:
             params = jax.tree.map(jnp.asarray, impls.init_params(p.sizes))
             epoch = train.make_sgd_epoch(train.make_train_step(tx), p.batch_size)
             t0 = time.perf_counter()
-            lowered = epoch.lower(params, tx.init(params), data.images["packed"], data.jlabels,
-                                  impls.ORDER_KEY)
+            lowered = epoch.lower(
+                params, tx.init(params), data.images["packed"], data.jlabels, impls.ORDER_KEY
+            )
             t1 = time.perf_counter()
             lowered.compile()
             t2 = time.perf_counter()
             lower.append(t1 - t0)
             comp.append(t2 - t1)
-        out[p.name] = {"trace_lower_s": float(np.median(lower)),
-                       "compile_s": float(np.median(comp))}
+        out[p.name] = {
+            "trace_lower_s": float(np.median(lower)),
+            "compile_s": float(np.median(comp)),
+        }
     return out
 
 
@@ -199,8 +254,12 @@ def scaling(s: Settings, data: Data, peak: float) -> dict:
     if s.quick:
         ns, widths, batches, n_sub = (1000, data.n), (64,), (10,), min(data.n, 2000)
     else:
-        ns, widths, batches, n_sub = (6000, 15000, 30000, 60000), (16, 64, 256, 1024), \
-            (1, 10, 100, 1000), 6000
+        ns, widths, batches, n_sub = (
+            (6000, 15000, 30000, 60000),
+            (16, 64, 256, 1024),
+            (1, 10, 100, 1000),
+            6000,
+        )
     grid = [("examples", n, Problem((784, 16, 16, 10), 100), data.head(n)) for n in ns]
     grid += [("width", w, Problem((784, w, w, 10), 100), data.head(n_sub)) for w in widths]
     grid += [("batch_size", b, Problem((784, 16, 16, 10), b), data.head(n_sub)) for b in batches]
@@ -208,7 +267,8 @@ def scaling(s: Settings, data: Data, peak: float) -> dict:
     for axis, value, p, sub in grid:
         cases[(axis, value, "bpjax")] = impls.bpjax_epoch(p, sub)
         cases[(axis, value, "NumPy matrix, 1 thr")] = _with_threads(
-            impls.numpy_matrix_epoch(p, sub), 1)
+            impls.numpy_matrix_epoch(p, sub), 1
+        )
     measure(cases, max(2, s.repeats // 2))
     out: dict[str, list] = {"examples": [], "width": [], "batch_size": []}
     for axis, value, p, sub in grid:
@@ -217,13 +277,18 @@ def scaling(s: Settings, data: Data, peak: float) -> dict:
         entry = {"value": value, "sizes": p.sizes, "batch_size": p.batch_size, "examples": n}
         for impl in ("bpjax", "NumPy matrix, 1 thr"):
             case = cases[(axis, value, impl)]
-            entry[impl] = {"ms": case.median * 1e3, "us_per_example": case.median / n * 1e6,
-                           "gflops": flops / case.median / 1e9,
-                           "pct_peak": 100 * flops / case.median / 1e9 / peak}
+            entry[impl] = {
+                "ms": case.median * 1e3,
+                "us_per_example": case.median / n * 1e6,
+                "gflops": flops / case.median / 1e9,
+                "pct_peak": 100 * flops / case.median / 1e9 / peak,
+            }
         entry["bpjax_speedup"] = entry["NumPy matrix, 1 thr"]["ms"] / entry["bpjax"]["ms"]
         out[axis].append(entry)
-    out["note"] = (f"width and batch size timed on {n_sub:,} examples (ms are for those); "
-                   "us_per_example compares across rows")
+    out["note"] = (
+        f"width and batch size timed on {n_sub:,} examples (ms are for those); "
+        "us_per_example compares across rows"
+    )
     return out
 
 
@@ -239,9 +304,12 @@ def _sweep_fns(tx, batch_size: int):
         return (lambda p, o, x, y, k: vmapped(p, o, x, y, k, {})), "bpjax.sweep.make_sweep_epoch"
     except ImportError:  # a minimal local sweep: the same sgd_epoch, vmapped over runs
         step = train.make_train_step(tx)
-        vmapped = jax.jit(jax.vmap(
-            lambda p, o, x, y, k: train.sgd_epoch(step, p, o, x, y, k, batch_size),
-            in_axes=(0, 0, None, None, None)))
+        vmapped = jax.jit(
+            jax.vmap(
+                lambda p, o, x, y, k: train.sgd_epoch(step, p, o, x, y, k, batch_size),
+                in_axes=(0, 0, None, None, None),
+            )
+        )
         return vmapped, "local jax.vmap(bpjax.train.sgd_epoch)"
 
 
@@ -278,9 +346,15 @@ def sweep(s: Settings, data: Data, peak: float) -> dict:
     flops = flops_per_example(p.sizes) * (data.n // p.batch_size) * p.batch_size * n_runs
     t_v, t_s = cases["vmapped"].median, cases["sequential"].median
     return {
-        "runs": n_runs, "source": source, "sizes": p.sizes, "batch_size": p.batch_size,
-        "vmapped_s": t_v, "sequential_s": t_s, "speedup": t_s / t_v,
-        "vmapped_gflops": flops / t_v / 1e9, "vmapped_pct_peak": 100 * flops / t_v / 1e9 / peak,
+        "runs": n_runs,
+        "source": source,
+        "sizes": p.sizes,
+        "batch_size": p.batch_size,
+        "vmapped_s": t_v,
+        "sequential_s": t_s,
+        "speedup": t_s / t_v,
+        "vmapped_gflops": flops / t_v / 1e9,
+        "vmapped_pct_peak": 100 * flops / t_v / 1e9 / peak,
         "bound_at_gemm_peak": t_s / (flops / (peak * 1e9)),
         "note": "shared mini-batch order (one order key): the R first-layer products are one GEMM",
     }
@@ -297,18 +371,27 @@ def time_to_accuracy(s: Settings) -> dict:
         if s.quick:
             cmd += ["--max-epochs", "1"]
         t0 = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy(),
-                              cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        proc = subprocess.run(
+            cmd,
+            capture_output=True,
+            text=True,
+            env=os.environ.copy(),
+            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        )
         wall = time.perf_counter() - t0
         if proc.returncode:
-            return {"error": proc.stderr[-2000:]}
+            return {"error": portable(proc.stderr[-2000:])}
         result = json.loads(proc.stdout.strip().splitlines()[-1])
         result["process_wall_s"] = wall
         results.append(result)
     reached = [r["seconds_to_target"] for r in results if r["reached"]]
-    return {"runs": results, "median_s": float(np.median(reached)) if reached else None,
-            "recipe": results[0]["recipe"], "target": results[0]["target"],
-            "note": "quick mode: 1 epoch only, the target is not expected" if s.quick else ""}
+    return {
+        "runs": results,
+        "median_s": float(np.median(reached)) if reached else None,
+        "recipe": results[0]["recipe"],
+        "target": results[0]["target"],
+        "note": "quick mode: 1 epoch only, the target is not expected" if s.quick else "",
+    }
 
 
 # --- step time vs number of devices -------------------------------------------------------------
@@ -319,10 +402,15 @@ def devices(s: Settings) -> dict:
     cmd = [sys.executable, "-m", "benchmarks.devices", "--repeats", str(max(2, s.repeats // 2))]
     if s.quick:
         cmd += ["--devices", "1,2", "--examples", "3000", "--repeats", "1"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy(),
-                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    proc = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    )
     if proc.returncode:
-        return {"error": proc.stderr[-2000:]}
+        return {"error": portable(proc.stderr[-2000:])}
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -333,8 +421,15 @@ def _isfinite_all(tree):  # the check as first written: isfinite + all-reduce pe
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)]))
 
 
-def _variant_epoch(p: Problem, fast_order: bool, old_check: bool, shipped: bool = False,
-                   donate: bool = False):
+def _permutation_batches(key, n: int, batch_size: int):
+    """Mini-batches from ``jax.random.permutation``, as ``epoch_batches`` first made them."""
+    steps = n // batch_size
+    return jax.random.permutation(key, n)[: steps * batch_size].reshape(steps, batch_size)
+
+
+def _variant_epoch(
+    p: Problem, fast_order: bool, old_check: bool, shipped: bool = False, donate: bool = False
+):
     """``sgd_epoch`` with this repo's earlier choices switchable, to time each change alone;
     ``shipped``: ``bpjax.train.make_sgd_epoch`` as it is (one params check per epoch)."""
     tx = optax.sgd(p.eta)
@@ -349,11 +444,11 @@ def _variant_epoch(p: Problem, fast_order: bool, old_check: bool, shipped: bool 
         return params, opt_state, {"cost": c, "finite": jnp.isfinite(c) & check(params)}
 
     def epoch(params, opt_state, x, labels, key):
-        order = train.epoch_order if fast_order else epoch_batches
+        order = epoch_batches if fast_order else _permutation_batches
         batches = order(key, x.shape[0], p.batch_size)
 
         def body(carry, idx):
-            xb = train.as_inputs(x[idx], jnp.float32)
+            xb = as_inputs(take_rows(x, idx), jnp.float32)
             params, opt_state, m = step(*carry, xb, jax.nn.one_hot(labels[idx], 10))
             return (params, opt_state), m
 
@@ -365,19 +460,37 @@ def _variant_epoch(p: Problem, fast_order: bool, old_check: bool, shipped: bool 
 def ablation(s: Settings, data: Data) -> dict:
     """The epoch as first written, then each change to bpjax.train added in turn."""
     steps = [
-        ("as first written: float32 images, jax.random.permutation shuffle, isfinite check",
-         dict(fast_order=False, old_check=True), "float32"),
-        ("+ same shuffle with 4x cheaper sorts (epoch_order)",
-         dict(fast_order=True, old_check=True), "float32"),
-        ("+ finite check as max|x| (one fused reduction)",
-         dict(fast_order=True, old_check=False), "float32"),
-        ("+ uint8 images, scaled in-graph", dict(fast_order=True, old_check=False), "uint8"),
-        ("+ pack_pixels images (4 pixels a word)",
-         dict(fast_order=True, old_check=False), "packed"),
-        ("+ params checked once per epoch, replayed only if not finite (as shipped)",
-         dict(fast_order=True, old_check=False, shipped=True), "packed"),
-        ("+ donated params and optimizer state",
-         dict(fast_order=True, old_check=False, shipped=True, donate=True), "packed"),
+        (
+            "as first written: float32 images, jax.random.permutation shuffle, isfinite check",
+            dict(fast_order=False, old_check=True),
+            "float32",
+        ),
+        (
+            "+ bpjax.data.shuffle (one-operand sorts of random keys)",
+            dict(fast_order=True, old_check=True),
+            "float32",
+        ),
+        (
+            "+ finite check as max|x| (one fused reduction)",
+            dict(fast_order=True, old_check=False),
+            "float32",
+        ),
+        (
+            "+ uint8 images, scaled in-graph (exactly)",
+            dict(fast_order=True, old_check=False),
+            "uint8",
+        ),
+        ("+ packed images (4 pixels a word)", dict(fast_order=True, old_check=False), "packed"),
+        (
+            "+ params checked once per epoch, replayed only if not finite (as shipped)",
+            dict(fast_order=True, old_check=False, shipped=True),
+            "packed",
+        ),
+        (
+            "+ donated params and optimizer state",
+            dict(fast_order=True, old_check=False, shipped=True, donate=True),
+            "packed",
+        ),
     ]
     cases = {}
     problems = PROBLEMS[:1] if s.quick else PROBLEMS
@@ -389,8 +502,9 @@ def ablation(s: Settings, data: Data) -> dict:
 
             def run(epoch=epoch, tx=tx, params=params, x=x):
                 ps = jax.tree.map(jnp.copy, params)  # every row pays the copy donation needs
-                return jax.block_until_ready(epoch(ps, tx.init(ps), x, data.jlabels,
-                                                   impls.ORDER_KEY))
+                return jax.block_until_ready(
+                    epoch(ps, tx.init(ps), x, data.jlabels, impls.ORDER_KEY)
+                )
 
             cases[(p.name, name)] = Case(run)
     measure(cases, s.repeats)
@@ -400,6 +514,8 @@ def ablation(s: Settings, data: Data) -> dict:
         for prev, row in zip([None] + rows[:-1], rows, strict=True):
             row["vs_previous"] = row["ms"] / prev["ms"] if prev else 1.0
         out[p.name] = rows
-    out["note"] = ("XLA thread pool (PJRT_NPROC) is fixed per process: see the settings; the "
-                   "gradient formulation is unchanged (autodiff of the mean cost)")
+    out["note"] = (
+        "XLA thread pool (PJRT_NPROC) is fixed per process: see the settings; the "
+        "gradient formulation is unchanged (autodiff of the mean cost)"
+    )
     return out

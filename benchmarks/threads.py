@@ -14,8 +14,10 @@ import os
 
 def configure(threads: int) -> dict[str, str]:
     """Set the thread environment for XLA, OpenBLAS, OpenMP and MKL (before they load)."""
-    env = {name: str(threads) for name in
-           ("PJRT_NPROC", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    env = {
+        name: str(threads)
+        for name in ("PJRT_NPROC", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+    }
     os.environ.update(env)
     return env
 
@@ -27,8 +29,11 @@ def _openblas():
         paths = {line.split()[-1] for line in maps if "openblas" in line.lower()}
     for path in sorted(paths):
         lib = ctypes.CDLL(path)
-        for name in ("scipy_openblas_set_num_threads64_", "openblas_set_num_threads64_",
-                     "openblas_set_num_threads"):
+        for name in (
+            "scipy_openblas_set_num_threads64_",
+            "openblas_set_num_threads64_",
+            "openblas_set_num_threads",
+        ):
             if hasattr(lib, name):
                 return getattr(lib, name)
     return None

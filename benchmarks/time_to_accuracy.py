@@ -32,8 +32,12 @@ WEIGHT_DECAY = 3e-5
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--target", type=float, default=0.95, help="test accuracy to reach")
-    parser.add_argument("--t0", type=float, default=None,
-                        help="launch time (time.time()) to measure from; default: this process")
+    parser.add_argument(
+        "--t0",
+        type=float,
+        default=None,
+        help="launch time (time.time()) to measure from; default: this process",
+    )
     parser.add_argument("--max-epochs", type=int, default=EPOCHS)
     args = parser.parse_args(argv)
     t0 = _START if args.t0 is None else args.t0
@@ -48,13 +52,14 @@ def main(argv: list[str] | None = None) -> dict:
 
     import bpjax
     from bpjax import train
-    from bpjax.data import load_mnist
+    from bpjax.data import PackedImages, device_arrays, load_mnist
 
     phases["imported"] = since()
     n_train, n_test = 60_000, 10_000  # MNIST's shapes: enough to compile before the data is in
     steps = EPOCHS * (n_train // BATCH)
-    tx = optax.chain(optax.add_decayed_weights(WEIGHT_DECAY),
-                     optax.sgd(optax.cosine_decay_schedule(LR, steps)))
+    tx = optax.chain(
+        optax.add_decayed_weights(WEIGHT_DECAY), optax.sgd(optax.cosine_decay_schedule(LR, steps))
+    )
     params = bpjax.init_params(jax.random.key(0), SIZES)
     opt_state = tx.init(params)
     order = jax.random.key(1)
@@ -63,18 +68,21 @@ def main(argv: list[str] | None = None) -> dict:
         shape = jax.ShapeDtypeStruct
         epoch = train.make_sgd_epoch(train.make_train_step(tx), BATCH, donate=True)
         labels = shape((n_train,), np.int32)
-        compiled = epoch.lower(params, opt_state, shape((n_train, SIZES[0] // 4), np.uint32),
-                               labels, order).compile()
-        evaluate = train.make_evaluate().lower(
-            params, shape((n_test, SIZES[0]), np.float32), shape((n_test,), np.int32)).compile()
+        packed = lambda n: PackedImages(shape((n, SIZES[0] // 4), np.uint32), SIZES[0])  # noqa: E731
+        compiled = epoch.lower(params, opt_state, packed(n_train), labels, order).compile()
+        evaluate = (
+            train.make_evaluate()
+            .lower(params, packed(n_test), shape((n_test,), np.int32))
+            .compile()
+        )
         phases["compiled"] = since()
         return compiled, evaluate
 
     with ThreadPoolExecutor(1) as pool:
         programs = pool.submit(compile_programs)
         ds = load_mnist(verbose=False)
-        x = train.pack_pixels(np.rint(ds.x_train * 255).astype(np.uint8))
-        labels, x_test, y_test = jax.device_put((ds.y_train, ds.x_test, ds.y_test))
+        data = device_arrays(ds)  # packed images, the default
+        x, labels, x_test, y_test = (data[k] for k in ("x_train", "y_train", "x_test", "y_test"))
         phases["data_on_device"] = since()
         compiled, evaluate = programs.result()
     if (x.shape[0], x_test.shape[0]) != (n_train, n_test):
@@ -95,8 +103,14 @@ def main(argv: list[str] | None = None) -> dict:
         "epochs": history[-1]["epoch"],
         "phases": phases,
         "history": history,
-        "recipe": {"sizes": SIZES, "batch_size": BATCH, "lr": LR, "schedule": f"cosine over "
-                   f"{EPOCHS} epochs", "weight_decay": WEIGHT_DECAY, "images": "pack_pixels"},
+        "recipe": {
+            "sizes": SIZES,
+            "batch_size": BATCH,
+            "lr": LR,
+            "schedule": f"cosine over {EPOCHS} epochs",
+            "weight_decay": WEIGHT_DECAY,
+            "images": "packed",
+        },
     }
     print(json.dumps(result))
     return result

@@ -3,8 +3,8 @@
     epoch_fn = make_sgd_epoch(make_train_step(optax.sgd(3.0)), batch_size=10)
     result = fit(epoch_fn, params, opt_state, epochs=30,
                  epoch_args=lambda e: (x, labels, jax.random.fold_in(key, e)),
-                 evaluate=lambda p: {"test_accuracy": float(eval_fn(p, x_test, y_test)["accuracy"])})
-    result.history[-1]   # {"epoch": 30, "step_cost": ..., "train_time_s": ..., "test_accuracy": ...}
+                 evaluate=lambda p: {"test_acc": float(eval_fn(p, x_test, y_test)["accuracy"])})
+    result.history[-1]   # {"epoch": 30, "step_cost": ..., "train_time_s": ..., "test_acc": ...}
 
 ``epoch_fn`` is a jitted ``(params, opt_state, *args) -> (params, opt_state, metrics)`` whose
 metrics hold at least ``"cost"`` and ``"finite"`` per step (``make_sgd_epoch``,
@@ -99,10 +99,18 @@ def fit(
         bad = first_bad_step(metrics) if check_finite else None
         if bad is not None:
             cost = float(np.asarray(metrics["cost"]).reshape(-1)[bad])
-            what = (f"the cost became {cost}" if not np.isfinite(cost)
-                    else f"the params became NaN/inf (cost before that update {cost:.6g})")
-            raise Diverged(f"diverged in epoch {e + 1}, step {bad + 1}: {what}", e + 1,
-                           params, opt_state, list(history))
+            what = (
+                f"the cost became {cost}"
+                if not np.isfinite(cost)
+                else f"the params became NaN/inf (cost before that update {cost:.6g})"
+            )
+            raise Diverged(
+                f"diverged in epoch {e + 1}, step {bad + 1}: {what}",
+                e + 1,
+                params,
+                opt_state,
+                list(history),
+            )
         params, opt_state = new_params, new_opt_state
         row = {"epoch": e + 1, **summarize(metrics), "train_time_s": train_s}
         if evaluate is not None:

@@ -61,8 +61,10 @@ def grid_around(points: jax.Array, n: int, pad: float = 0.15) -> tuple[jax.Array
     """``n`` u and ``n`` v values spanning ``points`` (S, 2) with a ``pad`` fraction margin."""
     lo, hi = points.min(axis=0), points.max(axis=0)
     margin = pad * (hi - lo) + 1e-3
-    return (jnp.linspace(lo[0] - margin[0], hi[0] + margin[0], n),
-            jnp.linspace(lo[1] - margin[1], hi[1] + margin[1], n))
+    return (
+        jnp.linspace(lo[0] - margin[0], hi[0] + margin[0], n),
+        jnp.linspace(lo[1] - margin[1], hi[1] + margin[1], n),
+    )
 
 
 def plane_view(cost_fn, paths: dict[str, jax.Array], unravel, n: int = 25) -> dict:
@@ -76,8 +78,13 @@ def plane_view(cost_fn, paths: dict[str, jax.Array], unravel, n: int = 25) -> di
     plane = pca_plane(jnp.concatenate(list(paths.values())))
     coords = {name: project(plane, pts) for name, pts in paths.items()}
     us, vs = grid_around(jnp.concatenate(list(coords.values())), n)
-    return {"coords": coords, "u": us, "v": vs, "cost": cost_on_grid(cost_fn, unravel, plane, us, vs),
-            "explained_variance": plane.explained}
+    return {
+        "coords": coords,
+        "u": us,
+        "v": vs,
+        "cost": cost_on_grid(cost_fn, unravel, plane, us, vs),
+        "explained_variance": plane.explained,
+    }
 
 
 def sgd_path(step, params, opt_state, batches: jax.Array, batch_fn, every: int) -> jax.Array:

@@ -25,13 +25,12 @@ into a broadcast multiply and the mean into a reduction, never a matrix product,
 a dense layer ``dC_i/dw = (dC_i/db) a_i^T``, so it takes each example's bias wish list
 ``vmap(jax.grad)`` (the deltas) and forms the mean weight wish list as one ``delta^T a / B`` GEMM.
 
-Images may be given as floats, as uint8 pixel values 0..255, or as uint32 words holding four
-pixels each (``pack_pixels``): 4x fewer bytes to read per epoch, and the packed form gathers a
-mini-batch's rows 4x faster on CPU (XLA gathers element by element). Each mini-batch is scaled
-in-graph to ``pixel / 255`` (XLA multiplies by 1/255: within 1 ulp of ``bpjax.data``'s floats).
+Images may be given in any form of ``bpjax.data.pixels``: floats, uint8 pixels, or
+``PackedImages`` (four pixels a word; fastest to gather). Each mini-batch is scaled in-graph to
+``pixel / 255``, bit-identical to ``bpjax.data``'s floats (``bpjax.data.as_inputs``).
 
-Everything in an epoch stays on device: the shuffle (``epoch_order``, the same order as
-``bpjax.data.epoch_batches``, computed with 4x cheaper sorts), every step in one ``lax.scan``,
+Everything in an epoch stays on device: the shuffle (``bpjax.data.epoch_batches``), every step
+in one ``lax.scan``,
 and the metrics, stacked in-graph; no host sync until the caller reads them. The per-step
 ``finite`` flag costs a pass over the params; an epoch of ``make_train_step`` steps checks them
 once at its end and replays itself, checked, only if they are not finite (same flags).
@@ -46,12 +45,12 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from bpjax.backprop import backprop_cost_and_mean
 from bpjax.cost import cost, example_cost, mean_output_cost, one_hot
 from bpjax.data.batching import epoch_batches
+from bpjax.data.pixels import as_inputs, input_dtype, slice_rows, take_rows
 from bpjax.grads import METHODS, per_example_grads
 from bpjax.network import forward_trace, output_layer_batch
 from bpjax.spec import DEFAULT_SPEC, Spec
@@ -191,98 +190,23 @@ def make_train_step(
     return step
 
 
-def pack_pixels(x) -> jax.Array:
-    """uint8 pixels (N, n_in) -> uint32 words (N, n_in // 4) holding four pixels each (pixel
-    ``4j + k`` is byte k of word j, little-endian); ``n_in`` a multiple of 4. Made once, on the
-    host; ``sgd_epoch`` and friends unpack each mini-batch in-graph (``unpack_pixels``)."""
-    pixels = np.ascontiguousarray(np.asarray(x))
-    if pixels.dtype != np.uint8 or pixels.ndim != 2 or pixels.shape[1] % 4:
-        raise ValueError(
-            f"pack_pixels needs uint8 (N, n_in) with n_in a multiple of 4, got {pixels.dtype} "
-            f"{pixels.shape}"
-        )
-    return jnp.asarray(pixels.view("<u4"))
-
-
-def unpack_pixels(words: jax.Array) -> jax.Array:
-    """``pack_pixels``' words (..., q) uint32 -> the pixels (..., 4 q) uint32 in 0..255."""
-    # Each word repeated 4x, shifted by 0, 8, 16, 24 bits: one elementwise pass. (A planar
-    # packing with a (4, q) shift broadcast or a concatenate measured 1.7-4x slower in XLA:CPU.)
-    n_in = 4 * words.shape[-1]
-    repeated = jnp.broadcast_to(words[..., None], words.shape + (4,))
-    shifts = (jax.lax.broadcasted_iota(jnp.uint32, (1, n_in), 1) % 4) * 8
-    return (repeated.reshape(*words.shape[:-1], n_in) >> shifts) & 0xFF
-
-
-def input_dtype(params, x) -> jnp.dtype:
-    """The float dtype a mini-batch of ``x`` is computed in: ``x``'s own if it is floating, else
-    (uint8 or packed pixels) the params' dtype."""
-    if jnp.issubdtype(x.dtype, jnp.floating):
-        return x.dtype
-    dtype = jnp.result_type(*jax.tree.leaves(params))
-    return dtype if jnp.issubdtype(dtype, jnp.floating) else jnp.float32
-
-
-def as_inputs(xb: jax.Array, dtype) -> jax.Array:
-    """A gathered mini-batch as network inputs (B, n_in) of ``dtype``: floats as they are, uint8
-    pixels (B, n_in) and ``pack_pixels`` words (B, n_in // 4) scaled to ``pixel / 255``."""
-    if jnp.issubdtype(xb.dtype, jnp.floating):
-        return xb.astype(dtype)
-    if xb.dtype == jnp.uint32:
-        xb = unpack_pixels(xb)
-    elif xb.dtype != jnp.uint8:
-        raise TypeError(f"images must be floats, uint8 or pack_pixels' uint32, got {xb.dtype}")
-    # Through int32: XLA converts signed ints to floats with vector instructions.
-    return xb.astype(jnp.int32).astype(dtype) / jnp.asarray(255, dtype)
-
-
-def n_inputs(x: jax.Array) -> int:
-    """Inputs per example of an image array: its width, or 4x that for ``pack_pixels`` words."""
-    return 4 * x.shape[1] if x.dtype == jnp.uint32 else x.shape[1]
-
-
-_SHORT = 1 << 16  # indices and 16-bit sort keys share one uint32 below this many examples
-
-
-def _stable_argsort(keys: jax.Array) -> jax.Array:
-    """``jnp.argsort(keys, stable=True)`` of uint32 keys (n,), n <= 2**16, from two sorts of one
-    uint32 operand each (low 16 key bits, then high, with the position in the low bits): XLA's
-    CPU sort is ~4x faster on one plain operand than on a (key, value) pair."""
-    n = keys.shape[0]
-    pos = jax.lax.iota(jnp.uint32, n)
-    by_low = jax.lax.sort(((keys & 0xFFFF) << 16) | pos, is_stable=False) & 0xFFFF
-    by_high = jax.lax.sort(((keys[by_low] >> 16) << 16) | pos, is_stable=False) & 0xFFFF
-    return by_low[by_high].astype(jnp.int32)
-
-
-def epoch_order(key: jax.Array, n: int, batch_size: int) -> jax.Array:
-    """``bpjax.data.epoch_batches(key, n, batch_size)``, the same int32 (n // batch_size,
-    batch_size), computed faster for n <= 65,536.
-
-    ``jax.random.permutation`` sorts ``arange(n)`` by fresh random uint32 keys, stably, for a
-    few rounds; each round here is ``_stable_argsort`` of the same keys (tested equal).
-    """
-    if n > _SHORT:
-        return epoch_batches(key, n, batch_size)
-    # epoch_batches' own argument checks and output shape, traced abstractly (no work).
-    shape = jax.eval_shape(lambda k: epoch_batches(k, n, batch_size), key).shape
-    rounds = int(np.ceil(3 * np.log(max(1, n)) / np.log(np.iinfo(np.uint32).max)))
-    order = jnp.arange(n, dtype=jnp.int32)
-    for _ in range(rounds):
-        key, subkey = jax.random.split(key)
-        order = order[_stable_argsort(jax.random.bits(subkey, (n,), jnp.uint32))]
-    return order[: shape[0] * batch_size].reshape(shape)
-
-
 def sgd_epoch(
-    step, params, opt_state, x, labels, key, batch_size: int, n_classes: int = 10,
+    step,
+    params,
+    opt_state,
+    x,
+    labels,
+    key,
+    batch_size: int,
+    n_classes: int = 10,
     batch_sharding=None,
 ):
     """One epoch of mini-batch SGD as a single ``lax.scan``: shuffle with ``key``, one step a batch.
 
-    ``x`` (N, n_in) floats, uint8 (N, n_in) pixels or ``pack_pixels`` words (N, n_in // 4), scaled
-    in-graph (``as_inputs``); ``labels`` (N,) int. The batches are ``bpjax.data.epoch_batches``
-    (via ``epoch_order``): the N % batch_size examples left over by the shuffle are skipped.
+    ``x`` (N, n_in) floats, uint8 pixels or ``bpjax.data.PackedImages``, scaled in-graph
+    (``bpjax.data.as_inputs``); ``labels`` (N,) int. The batches are
+    ``bpjax.data.epoch_batches``: the N % batch_size examples left over by the shuffle are
+    skipped.
     Returns ``(params, opt_state, metrics)`` with every metric stacked over the steps: shape
     (N // batch_size,). Jit it with ``step`` and ``batch_size`` static, e.g. via
     ``make_sgd_epoch``.
@@ -290,12 +214,11 @@ def sgd_epoch(
     ``batch_sharding`` (e.g. ``PartitionSpec("data")`` under ``jax.set_mesh``) is where each
     gathered mini-batch lives; None (the default) leaves it to the gather. See bpjax.distributed.
     """
-    batches = epoch_order(key, x.shape[0], batch_size)
+    batches = epoch_batches(key, x.shape[0], batch_size)
     dtype = input_dtype(params, x)
 
     def take(a, idx):
-        # Under explicit sharding a gather from row-sharded data needs its output layout given.
-        return a[idx] if batch_sharding is None else a.at[idx].get(out_sharding=batch_sharding)
+        return take_rows(a, idx, batch_sharding)
 
     def run(step_fn, params, opt_state):
         def body(carry, idx):
@@ -350,7 +273,7 @@ def full_batch_cost_and_grad(
     grad_fn: GradFn, params, x, labels, chunk_size: int = 10_000, n_classes: int = 10
 ):
     """Mean cost and mean gradient over *every* example of ``x`` (N, n_in), ``labels`` (N,);
-    ``x`` floats or uint8 pixels (scaled in-graph, ``as_inputs``).
+    ``x`` in any image form (scaled in-graph, ``bpjax.data.as_inputs``).
 
     Accumulated over chunks of ``chunk_size`` examples in a ``lax.scan``, so memory stays bounded
     by one chunk's activations however large N is; a last, smaller chunk takes the remainder.
@@ -362,7 +285,7 @@ def full_batch_cost_and_grad(
     dtype = input_dtype(params, x)
 
     def chunk_sums(start, size):
-        xc = as_inputs(jax.lax.dynamic_slice_in_dim(x, start, size), dtype)
+        xc = as_inputs(slice_rows(x, start, size), dtype)
         yc = one_hot(jax.lax.dynamic_slice_in_dim(labels, start, size), n_classes, dtype=dtype)
         c, g = grad_fn(params, xc, yc)
         return jax.tree.map(lambda t: t * size, (c, g))

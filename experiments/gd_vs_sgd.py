@@ -33,11 +33,17 @@ from experiments.runtime.cli import flag
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(runtime.DataOptions, runtime.ModelOptions, runtime.OptimizerOptions,
-             runtime.TrainingOptions, runtime.RunOptions):
+class Config(
+    runtime.DataOptions,
+    runtime.ModelOptions,
+    runtime.OptimizerOptions,
+    runtime.TrainingOptions,
+    runtime.RunOptions,
+):
     gd_lr: float = flag(3.0, "full-batch gradient descent's learning rate (constant)")
-    equal_time: bool = flag(False, "after the equal-epoch runs, GD steps on until it used "
-                            "SGD's training time")
+    equal_time: bool = flag(
+        False, "after the equal-epoch runs, GD steps on until it used SGD's training time"
+    )
     log_every: int = flag(100, "record SGD's mini-batch cost every k steps")
     path_every: int = flag(10, "snapshot SGD's first epoch every k steps for the trajectories")
 
@@ -60,7 +66,7 @@ def run(cfg: Config, ctx: runtime.Context) -> dict:
     spec = cfg.spec()
     data = evaluation.device_data(ctx.data)
     x, labels = data["train"]
-    n = x.shape[0]
+    n = labels.shape[0]
     steps = n // cfg.batch_size
     key_init, key_sgd = jax.random.split(jax.random.key(cfg.seed))
     params0 = bpjax.init_params(key_init, cfg.sizes, init=cfg.init)
@@ -72,8 +78,14 @@ def run(cfg: Config, ctx: runtime.Context) -> dict:
     # The run state: a phase ("sgd", then "gd"), its params/opt_state, and each phase's history
     # and per-epoch params snapshots (for the trajectory plane). Checkpoint step = SGD epochs
     # done + GD steps done.
-    state = {"phase": "sgd", "epoch": 0, "params": params0, "opt_state": sgd_tx.init(params0),
-             "history": {"sgd": [], "gd": []}, "snapshots": {"sgd": [params0], "gd": [params0]}}
+    state = {
+        "phase": "sgd",
+        "epoch": 0,
+        "params": params0,
+        "opt_state": sgd_tx.init(params0),
+        "history": {"sgd": [], "gd": []},
+        "snapshots": {"sgd": [params0], "gd": [params0]},
+    }
 
     def like(record):
         tx = sgd_tx if record["phase"] == "sgd" else gd_tx
@@ -83,15 +95,22 @@ def run(cfg: Config, ctx: runtime.Context) -> dict:
     restored = ctx.restore(like)
     if restored is not None:
         _, arrays, record = restored
-        state = {"phase": record["phase"], "epoch": record["epoch"], "history": record["history"],
-                 "params": arrays["params"], "opt_state": arrays["opt_state"],
-                 "snapshots": {ph: _unstack(s) for ph, s in arrays["snapshots"].items()}}
+        state = {
+            "phase": record["phase"],
+            "epoch": record["epoch"],
+            "history": record["history"],
+            "params": arrays["params"],
+            "opt_state": arrays["opt_state"],
+            "snapshots": {ph: _unstack(s) for ph, s in arrays["snapshots"].items()},
+        }
 
     def state_of(phase, epoch, p, s, rows):
         history = {**state["history"], phase: list(rows)}
         snaps = {ph: _stack(state["snapshots"][ph]) for ph in ("sgd", "gd")}
-        return ({"params": p, "opt_state": s, "snapshots": snaps},
-                {"phase": phase, "epoch": epoch, "history": history})
+        return (
+            {"params": p, "opt_state": s, "snapshots": snaps},
+            {"phase": phase, "epoch": epoch, "history": history},
+        )
 
     def keep_snapshot(phase):
         return lambda epoch, p, s, rows: state["snapshots"][phase].append(p)
@@ -99,13 +118,21 @@ def run(cfg: Config, ctx: runtime.Context) -> dict:
     def arm(phase, epoch_fn, tx, epoch_args, summarize, offset, examples_per_epoch, lr_flag):
         resumed = state["phase"] == phase
         result = ctx.fit(
-            epoch_fn, state["params"] if resumed else params0,
-            state["opt_state"] if resumed else tx.init(params0), epochs=cfg.epochs,
+            epoch_fn,
+            state["params"] if resumed else params0,
+            state["opt_state"] if resumed else tx.init(params0),
+            epochs=cfg.epochs,
             start_epoch=state["epoch"] if resumed else 0,
-            history=state["history"][phase] if resumed else [], step_offset=offset,
-            label=phase.upper(), lr_flag=lr_flag, epoch_args=epoch_args, evaluate=evaluate,
-            summarize=summarize, after_epoch=keep_snapshot(phase),
-            state_of=lambda e, p, s, rows: state_of(phase, e, p, s, rows))
+            history=state["history"][phase] if resumed else [],
+            step_offset=offset,
+            label=phase.upper(),
+            lr_flag=lr_flag,
+            epoch_args=epoch_args,
+            evaluate=evaluate,
+            summarize=summarize,
+            after_epoch=keep_snapshot(phase),
+            state_of=lambda e, p, s, rows: state_of(phase, e, p, s, rows),
+        )
         for row in result.history:
             row["examples"] = row["epoch"] * examples_per_epoch
         state["history"][phase] = result.history
@@ -113,40 +140,74 @@ def run(cfg: Config, ctx: runtime.Context) -> dict:
 
     if state["phase"] == "sgd":
         step = train.make_train_step(sgd_tx, cfg.method, spec=spec)
-        arm("sgd", train.make_sgd_epoch(step, cfg.batch_size), sgd_tx,
-            lambda e: (x, labels, epoch_keys[e]), _minibatch_log(cfg.log_every), 0,
-            steps * cfg.batch_size, "--lr")
+        arm(
+            "sgd",
+            train.make_sgd_epoch(step, cfg.batch_size),
+            sgd_tx,
+            lambda e: (x, labels, epoch_keys[e]),
+            _minibatch_log(cfg.log_every),
+            0,
+            steps * cfg.batch_size,
+            "--lr",
+        )
         # GD starts from the same initial params as SGD did.
-        state.update(phase="gd", epoch=0, params=params0, opt_state=gd_tx.init(params0),
-                     snapshots={**state["snapshots"], "gd": [params0]})
+        state.update(
+            phase="gd",
+            epoch=0,
+            params=params0,
+            opt_state=gd_tx.init(params0),
+            snapshots={**state["snapshots"], "gd": [params0]},
+        )
     gd_step = train.make_full_batch_step(gd_tx, cfg.method, spec=spec)
-    arm("gd", gd_step, gd_tx, lambda e: (x, labels), mean_cost, cfg.epochs, n,
-        "--gd-lr")
+    arm("gd", gd_step, gd_tx, lambda e: (x, labels), mean_cost, cfg.epochs, n, "--gd-lr")
 
-    results = {"spec": spec.to_dict(), "steps_per_epoch": {"sgd": steps, "gd": 1},
-               "history": state["history"]}
+    results = {
+        "spec": spec.to_dict(),
+        "steps_per_epoch": {"sgd": steps, "gd": 1},
+        "history": state["history"],
+    }
     if cfg.equal_time:
         with ctx.phase("equal_time"):
             budget = state["history"]["sgd"][-1]["train_time_s"]
             results["history"]["gd_equal_time"] = fit(
-                gd_step, params0, gd_tx.init(params0), epochs=1_000_000,
-                epoch_args=lambda e: (x, labels), evaluate=evaluate,
-                until=lambda row: row["train_time_s"] >= budget).history
+                gd_step,
+                params0,
+                gd_tx.init(params0),
+                epochs=1_000_000,
+                epoch_args=lambda e: (x, labels),
+                evaluate=evaluate,
+                until=lambda row: row["train_time_s"] >= budget,
+            ).history
     with ctx.phase("trajectory"):
         path = trajectory.first_epoch_path(
-            train.make_train_step(sgd_tx, cfg.method, spec=spec), params0, sgd_tx.init(params0),
-            x, labels, epoch_keys[0], cfg.batch_size, cfg.path_every)
+            train.make_train_step(sgd_tx, cfg.method, spec=spec),
+            params0,
+            sgd_tx.init(params0),
+            x,
+            labels,
+            epoch_keys[0],
+            cfg.batch_size,
+            cfg.path_every,
+        )
         results["trajectory"] = trajectory.planes(
-            state["snapshots"]["sgd"], state["snapshots"]["gd"], path, x, labels, spec,
-            cfg.path_every)
+            state["snapshots"]["sgd"],
+            state["snapshots"]["gd"],
+            path,
+            x,
+            labels,
+            spec,
+            cfg.path_every,
+        )
     return results
 
 
 def _minibatch_log(every: int):
     def summarize(metrics) -> dict:
         costs = np.asarray(metrics["cost"], dtype=np.float64)
-        return {"step_cost": float(costs.mean()),
-                "minibatch_cost": costs[every - 1::every].tolist()}
+        return {
+            "step_cost": float(costs.mean()),
+            "minibatch_cost": costs[every - 1 :: every].tolist(),
+        }
 
     return summarize
 
@@ -165,8 +226,10 @@ def _unstack(stacked) -> list:
 
 
 def summary(results: dict) -> str:
-    head = (f"{'method':16} {'epochs':>6} {'steps':>7} {'train cost':>10} {'test cost':>9} "
-            f"{'test acc':>8} {'best acc':>8} {'train s':>8}")
+    head = (
+        f"{'method':16} {'epochs':>6} {'steps':>7} {'train cost':>10} {'test cost':>9} "
+        f"{'test acc':>8} {'best acc':>8} {'train s':>8}"
+    )
     lines = [head, "-" * len(head)]
     for name, rows in results["history"].items():
         last, steps = rows[-1], results["steps_per_epoch"].get(name, 1)
@@ -175,15 +238,21 @@ def summary(results: dict) -> str:
             f"{name:16} {last['epoch']:>6} {last['epoch'] * steps:>7} "
             f"{float(last['train_cost']):>10.4f} {float(last['test_cost']):>9.4f} "
             f"{100 * float(last['test_accuracy']):>7.2f}% {100 * best:>7.2f}% "
-            f"{last['train_time_s']:>8.2f}")
+            f"{last['train_time_s']:>8.2f}"
+        )
     t = results["timing_s"]
     lines.append("seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in t.items()))
     return "\n".join(lines)
 
 
 EXPERIMENT = runtime.Experiment(
-    name="gd_vs_sgd", description="Full-batch gradient descent vs mini-batch SGD on MNIST.",
-    config=Config, run=run, plot=plots.plot, summary=summary, quick=QUICK,
+    name="gd_vs_sgd",
+    description="Full-batch gradient descent vs mini-batch SGD on MNIST.",
+    config=Config,
+    run=run,
+    plot=plots.plot,
+    summary=summary,
+    quick=QUICK,
 )
 
 

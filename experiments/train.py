@@ -40,8 +40,13 @@ from experiments.runtime import evaluation
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(runtime.DataOptions, runtime.ModelOptions, runtime.OptimizerOptions,
-             runtime.TrainingOptions, runtime.RunOptions):
+class Config(
+    runtime.DataOptions,
+    runtime.ModelOptions,
+    runtime.OptimizerOptions,
+    runtime.TrainingOptions,
+    runtime.RunOptions,
+):
     pass
 
 
@@ -57,7 +62,7 @@ def run(cfg: Config, ctx: runtime.Context) -> dict:
     x, labels = data["train"]
     key_init, key_order = jax.random.split(jax.random.key(cfg.seed))
     params = bpjax.init_params(key_init, cfg.sizes, init=cfg.init)
-    tx = cfg.make_optimizer(total_steps=cfg.epochs * (x.shape[0] // cfg.batch_size))
+    tx = cfg.make_optimizer(total_steps=cfg.epochs * (labels.shape[0] // cfg.batch_size))
     opt_state = tx.init(params)
     history, start = [], 0
     restored = ctx.restore(lambda record: {"params": params, "opt_state": opt_state})
@@ -65,24 +70,37 @@ def run(cfg: Config, ctx: runtime.Context) -> dict:
         start, arrays, record = restored
         params, opt_state, history = arrays["params"], arrays["opt_state"], record["history"]
 
-    epoch_fn = train.make_sgd_epoch(train.make_train_step(tx, cfg.method, spec=spec),
-                                    cfg.batch_size)
+    epoch_fn = train.make_sgd_epoch(
+        train.make_train_step(tx, cfg.method, spec=spec), cfg.batch_size
+    )
     result = ctx.fit(
-        epoch_fn, params, opt_state, epochs=cfg.epochs, start_epoch=start, history=history,
+        epoch_fn,
+        params,
+        opt_state,
+        epochs=cfg.epochs,
+        start_epoch=start,
+        history=history,
         epoch_args=lambda e: (x, labels, jax.random.fold_in(key_order, e)),
         evaluate=evaluation.make_evaluator(data, spec),
     )
     save_params(ctx, result.params)
     select = "validation_accuracy" if "validation" in data else "test_accuracy"
-    return {"spec": spec.to_dict(), "history": result.history, "final": result.history[-1],
-            "best": {"by": select, **evaluation.best(result.history, select)}}
+    return {
+        "spec": spec.to_dict(),
+        "history": result.history,
+        "final": result.history[-1],
+        "best": {"by": select, **evaluation.best(result.history, select)},
+    }
 
 
 def save_params(ctx: runtime.Context, params) -> None:
     from experiments.runtime.rundir import atomic_write_bytes
 
-    arrays = {f"{name}{i}": np.asarray(layer[name])
-              for i, layer in enumerate(params) for name in ("w", "b")}
+    arrays = {
+        f"{name}{i}": np.asarray(layer[name])
+        for i, layer in enumerate(params)
+        for name in ("w", "b")
+    }
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     atomic_write_bytes(ctx.dir / "params.npz", buf.getvalue())
@@ -101,8 +119,13 @@ def summary(results: dict) -> str:
 
 
 EXPERIMENT = runtime.Experiment(
-    name="train", description="One training run of any model spec and optimizer on MNIST.",
-    config=Config, run=run, plot=plots.plot, summary=summary, quick=QUICK,
+    name="train",
+    description="One training run of any model spec and optimizer on MNIST.",
+    config=Config,
+    run=run,
+    plot=plots.plot,
+    summary=summary,
+    quick=QUICK,
 )
 
 

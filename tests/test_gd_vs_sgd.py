@@ -19,8 +19,14 @@ def two_runs(tmp_path_factory):
 
 def test_quick_run_writes_every_file_with_the_expected_keys(two_runs):
     (run_dir, _), _ = two_runs
-    for name in ("config.json", "results.json", "cost_vs_epoch.png", "cost_vs_time.png",
-                 "accuracy_vs_epoch.png", "trajectories.png"):
+    for name in (
+        "config.json",
+        "results.json",
+        "cost_vs_epoch.png",
+        "cost_vs_time.png",
+        "accuracy_vs_epoch.png",
+        "trajectories.png",
+    ):
         assert (run_dir / name).stat().st_size > 0, name
     config = json.loads((run_dir / "config.json").read_text())
     assert config["config"]["seed"] == 0 and config["versions"]["jax"]
@@ -29,8 +35,14 @@ def test_quick_run_writes_every_file_with_the_expected_keys(two_runs):
     history = results["history"]
     for name in ("sgd", "gd"):
         assert [r["epoch"] for r in history[name]] == [1, 2]
-        assert set(history[name][0]) >= {"step_cost", "train_cost", "test_cost",
-                                         "test_accuracy", "examples", "train_time_s"}
+        assert set(history[name][0]) >= {
+            "step_cost",
+            "train_cost",
+            "test_cost",
+            "test_accuracy",
+            "examples",
+            "train_time_s",
+        }
     assert results["steps_per_epoch"] == {"sgd": 4000 // 100, "gd": 1}
     assert history["gd"][-1]["examples"] == history["sgd"][-1]["examples"] == 2 * 4000
     assert len(history["sgd"][0]["minibatch_cost"]) == 40 // 20
@@ -59,7 +71,8 @@ def test_same_seed_gives_identical_results(two_runs):
     for name in ("sgd", "gd"):
         for ra, rb in zip(a["history"][name], b["history"][name], strict=True):
             assert {k: v for k, v in ra.items() if k not in strip} == {
-                k: v for k, v in rb.items() if k not in strip}
+                k: v for k, v in rb.items() if k not in strip
+            }
 
 
 @pytest.mark.parametrize(
@@ -100,9 +113,14 @@ def _cli(*args, env=None):
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
-    return subprocess.Popen([sys.executable, "-m", "experiments.gd_vs_sgd", *map(str, args)],
-                            cwd=root, env={**os.environ, **(env or {})}, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-m", "experiments.gd_vs_sgd", *map(str, args)],
+        cwd=root,
+        env={**os.environ, **(env or {})},
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
 
 @pytest.mark.slow
@@ -121,18 +139,36 @@ def test_killed_in_the_gd_phase_and_resumed_is_bit_identical(tmp_path):
     resumed = gd_vs_sgd.main(["--resume", str(tmp_path / "killed")])
     strip = ("train_time_s",)
     for name in ("sgd", "gd"):
-        assert [{k: v for k, v in r.items() if k not in strip} for r in whole["history"][name]] \
-            == [{k: v for k, v in r.items() if k not in strip} for r in resumed["history"][name]]
-    np.testing.assert_array_equal(resumed["trajectory"]["whole"]["coords"]["gd"],
-                                  whole["trajectory"]["whole"]["coords"]["gd"])
+        assert [{k: v for k, v in r.items() if k not in strip} for r in whole["history"][name]] == [
+            {k: v for k, v in r.items() if k not in strip} for r in resumed["history"][name]
+        ]
+    np.testing.assert_array_equal(
+        resumed["trajectory"]["whole"]["coords"]["gd"], whole["trajectory"]["whole"]["coords"]["gd"]
+    )
 
 
 @pytest.mark.slow
 def test_a_diverging_gd_phase_exits_3_keeping_its_last_good_checkpoint(tmp_path):
     out = tmp_path / "run"
-    proc = _cli("--quick", "--source", "mnist5k", "--hidden", "identity", "--output", "identity",
-                "--lr", "0.0003", "--gd-lr", "3", "--epochs", "8", "--checkpoint-every", "1",
-                "--out", out)
+    proc = _cli(
+        "--quick",
+        "--source",
+        "mnist5k",
+        "--hidden",
+        "identity",
+        "--output",
+        "identity",
+        "--lr",
+        "0.0003",
+        "--gd-lr",
+        "3",
+        "--epochs",
+        "8",
+        "--checkpoint-every",
+        "1",
+        "--out",
+        out,
+    )
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 3, err
     last = err.strip().splitlines()[-1]

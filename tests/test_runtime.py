@@ -21,15 +21,25 @@ QUICK = ["--quick", "--checkpoint-every", "1"]
 
 
 def run_cli(*args, env=None, cwd=ROOT, timeout=300):
-    return subprocess.run([sys.executable, "-m", "experiments.train", *map(str, args)],
-                          cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "experiments.train", *map(str, args)],
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def start_cli(*args, env=None):
-    return subprocess.Popen([sys.executable, "-m", "experiments.train", *map(str, args)],
-                            cwd=ROOT, env={**os.environ, **(env or {})}, stderr=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "experiments.train", *map(str, args)],
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
 
 
 def wait_for(proc, text: str, timeout: float = 240) -> str:
@@ -63,9 +73,27 @@ def test_every_shared_option_has_one_flag_with_help():
 
     parser = cli.build_parser(Config, "p", "d")
     flags = {a.option_strings[0] for a in parser._actions if a.option_strings[0] != "-h"}
-    for name in ("--lr", "--batch-size", "--epochs", "--sizes", "--hidden", "--output", "--cost",
-                 "--weight-decay", "--schedule", "--optimizer", "--seed", "--out", "--resume",
-                 "--validation", "--source", "--data-dir", "--method", "--init", "--plugins"):
+    for name in (
+        "--lr",
+        "--batch-size",
+        "--epochs",
+        "--sizes",
+        "--hidden",
+        "--output",
+        "--cost",
+        "--weight-decay",
+        "--schedule",
+        "--optimizer",
+        "--seed",
+        "--out",
+        "--resume",
+        "--validation",
+        "--source",
+        "--data-dir",
+        "--method",
+        "--init",
+        "--plugins",
+    ):
         assert name in flags
     assert all(a.help for a in parser._actions)
 
@@ -77,28 +105,31 @@ def test_config_round_trips_through_json():
     assert cli.from_dict(Config, json.loads(json.dumps(cli.to_dict(cfg)))) == cfg
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["--lr", "-1"], "--lr"),
-    (["--lr", "nan"], "--lr"),
-    (["--lr", "1e39"], "overflows float32"),
-    (["--lr", "abc"], "--lr"),
-    (["--epochs", "0"], "--epochs"),
-    (["--batch-size", "0"], "--batch-size"),
-    (["--sizes", "784,16,x"], "--sizes"),
-    (["--sizes", "785,10"], "--sizes"),
-    (["--seed", str(2**40)], "--seed"),
-    (["--hidden", "nope"], "nope"),
-    (["--output", "softmax", "--cost", "cross_entropy"], "cross_entropy"),
-    (["--hidden", "softmax"], "hidden"),
-    (["--optimizer", "nope"], "nope"),
-    (["--optimizer-args", "b1"], "KEY=VALUE"),
-    (["--weight-decay", "-1"], "--weight-decay"),
-    (["--validation", "-5"], "--validation"),
-    (["--schedule", "weird"], "--schedule"),
-    (["--no-such-flag"], "no-such-flag"),
-    (["--plugins", "no_such_module_xyz"], "no_such_module_xyz"),
-    (["--batch-size", "100000", "--source", "mnist5k"], "larger than"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--lr", "-1"], "--lr"),
+        (["--lr", "nan"], "--lr"),
+        (["--lr", "1e39"], "overflows float32"),
+        (["--lr", "abc"], "--lr"),
+        (["--epochs", "0"], "--epochs"),
+        (["--batch-size", "0"], "--batch-size"),
+        (["--sizes", "784,16,x"], "--sizes"),
+        (["--sizes", "785,10"], "--sizes"),
+        (["--seed", str(2**40)], "--seed"),
+        (["--hidden", "nope"], "nope"),
+        (["--output", "softmax", "--cost", "cross_entropy"], "cross_entropy"),
+        (["--hidden", "softmax"], "hidden"),
+        (["--optimizer", "nope"], "nope"),
+        (["--optimizer-args", "b1"], "KEY=VALUE"),
+        (["--weight-decay", "-1"], "--weight-decay"),
+        (["--validation", "-5"], "--validation"),
+        (["--schedule", "weird"], "--schedule"),
+        (["--no-such-flag"], "no-such-flag"),
+        (["--plugins", "no_such_module_xyz"], "no_such_module_xyz"),
+        (["--batch-size", "100000", "--source", "mnist5k"], "larger than"),
+    ],
+)
 def test_bad_flag_is_one_line_exit_2_and_writes_nothing(tmp_path, args, needle):
     out = tmp_path / "run"
     line = one_error_line(run_cli("--quick", *args, "--out", out))
@@ -137,10 +168,17 @@ def test_out_in_use_by_a_live_run_is_refused(tmp_path):
 
 
 def test_two_runs_started_together_get_different_directories(tmp_path):
-    procs = [subprocess.Popen([sys.executable, "-m", "experiments.train", "--quick",
-                               "--epochs", "1"], cwd=tmp_path, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True,
-                              env={**os.environ, "PYTHONPATH": str(ROOT)}) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "experiments.train", "--quick", "--epochs", "1"],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        for _ in range(2)
+    ]
     outs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
     runs = sorted((tmp_path / "runs" / "train").iterdir())
@@ -168,8 +206,13 @@ def test_quick_run_writes_what_it_promises(tmp_path):
     # The plots come back from results.json alone.
     for png in out.glob("*.png"):
         png.unlink()
-    again = subprocess.run([sys.executable, "-m", "experiments.train", "--replot", str(out)],
-                           cwd=ROOT, capture_output=True, text=True, timeout=120)
+    again = subprocess.run(
+        [sys.executable, "-m", "experiments.train", "--replot", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert again.returncode == 0, again.stderr
     assert (out / "accuracy_vs_epoch.png").is_file()
     # A finished run is not resumed.
@@ -191,8 +234,10 @@ def test_kill_9_then_resume_is_bit_identical(tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming from checkpoint 1" in resumed.stderr
     drop = ("train_time_s",)
-    strip = [[{k: v for k, v in r.items() if k not in drop} for r in _history(o)]
-             for o in (whole, killed)]
+    strip = [
+        [{k: v for k, v in r.items() if k not in drop} for r in _history(o)]
+        for o in (whole, killed)
+    ]
     assert strip[0] == strip[1]
     a, b = np.load(whole / "params.npz"), np.load(killed / "params.npz")
     assert all(np.array_equal(a[k], b[k]) for k in a.files)
@@ -201,8 +246,9 @@ def test_kill_9_then_resume_is_bit_identical(tmp_path):
 @pytest.mark.parametrize("sig, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_checkpoints_and_exits_with_a_resume_hint(tmp_path, sig, status):
     out = tmp_path / "run"
-    proc = start_cli("--quick", "--checkpoint-every", "10", "--out", out,
-                     env={"BPJAX_TEST_PAUSE_AT": "2"})
+    proc = start_cli(
+        "--quick", "--checkpoint-every", "10", "--out", out, env={"BPJAX_TEST_PAUSE_AT": "2"}
+    )
     wait_for(proc, "paused at 2")
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)

@@ -44,8 +44,9 @@ def test_scan_epoch_equals_a_python_loop_of_the_same_steps(batch_size):
     opt = optax.sgd(0.5)
     step = train.make_train_step(opt)
     key = jax.random.key(3)
-    p_scan, _, m_scan = train.make_sgd_epoch(step, batch_size)(params, opt.init(params), x,
-                                                               labels, key)
+    p_scan, _, m_scan = train.make_sgd_epoch(step, batch_size)(
+        params, opt.init(params), x, labels, key
+    )
     p_loop, s_loop, costs = params, opt.init(params), []
     jstep = jax.jit(step)
     for idx in bpjax.data.epoch_batches(key, x.shape[0], batch_size):
@@ -105,8 +106,9 @@ def test_a_diverging_step_is_flagged_in_its_metrics():
     params, x, labels = problem()
     params = jax.tree.map(lambda p: p.at[..., 0].set(jnp.nan), params)
     opt = optax.sgd(1.0)
-    _, _, m = train.make_sgd_epoch(train.make_train_step(opt), 60)(params, opt.init(params), x,
-                                                                  labels, jax.random.key(0))
+    _, _, m = train.make_sgd_epoch(train.make_train_step(opt), 60)(
+        params, opt.init(params), x, labels, jax.random.key(0)
+    )
     assert not bool(jnp.any(m["finite"]))
 
 
@@ -196,3 +198,80 @@ def test_each_cost_learns_mnist5k(spec, lr, method):
     assert bool(jnp.all(m["finite"]))
     acc = train.make_evaluate(spec=spec)(params, jnp.asarray(ds.x_test), jnp.asarray(ds.y_test))
     assert float(acc["accuracy"]) > 0.8  # chance is 0.1
+
+
+# --- the fast paths equal the plain ones: per-example formulations, finite flags, donation ---
+
+
+@pytest.mark.parametrize("method", ["vmap_grad", "vmap_backprop", "vmap_grad_factored"])
+def test_per_example_methods_equal_the_plain_vmap_grad_average(x64, method):
+    k_p, k_x, k_y = jax.random.split(jax.random.key(0), 3)
+    params = bpjax.init_params(k_p, (20, 8, 6, 10), dtype=jnp.float64)
+    xs = jax.random.uniform(k_x, (33, 20), dtype=jnp.float64)
+    ys = bpjax.one_hot(jax.random.randint(k_y, (33,), 0, 10), dtype=jnp.float64)
+    plain = jax.tree.map(lambda g: g.mean(0), bpjax.per_example_grads(params, xs, ys, "autodiff"))
+    cost, grads = jax.jit(train.make_grad_fn(method))(params, xs, ys)
+    assert max_rel_err(grads, plain) < 1e-12
+    np.testing.assert_allclose(cost, bpjax.cost(params, xs, ys), rtol=1e-12)
+
+
+def test_all_finite_flags_nan_and_inf_but_not_huge_values():
+    for value, finite in (
+        (1.0, True),
+        (3e38, True),
+        (np.nan, False),
+        (np.inf, False),
+        (-np.inf, False),
+    ):
+        tree = [{"w": jnp.ones((3, 4)).at[1, 2].set(value), "b": jnp.zeros(3)}]
+        assert bool(jax.jit(train.all_finite)(tree)) is finite
+
+
+def test_donated_epoch_gives_the_same_result():
+    params, x, labels = problem(n=40)
+    tx = optax.sgd(1.0)
+    step = train.make_train_step(tx)
+    p = jax.tree.map(jnp.asarray, params)
+    plain = train.make_sgd_epoch(step, 8)(
+        p, tx.init(p), jnp.asarray(x), jnp.asarray(labels), jax.random.key(0)
+    )
+    q = jax.tree.map(jnp.copy, p)
+    donated = train.make_sgd_epoch(step, 8, donate=True)(
+        q, tx.init(q), jnp.asarray(x), jnp.asarray(labels), jax.random.key(0)
+    )
+    assert max_rel_err(donated[0], plain[0]) == 0
+
+
+def _diverging_problem():
+    params, x, labels = problem(n=80)
+    # An infinite learning rate at step 5 and only there: the params turn non-finite mid-epoch.
+    tx = optax.sgd(lambda count: jnp.where(count == 5, jnp.inf, 0.1))
+    return jax.tree.map(jnp.asarray, params), jnp.asarray(x), jnp.asarray(labels), tx
+
+
+def test_epoch_finite_flags_are_per_step_exact_when_params_diverge_mid_epoch():
+    params, x, labels, tx = _diverging_problem()
+    step = train.make_train_step(tx)
+    key = jax.random.key(0)
+    _, _, m = train.make_sgd_epoch(step, 8)(params, tx.init(params), x, labels, key)
+    p, s, flags = params, tx.init(params), []
+    for idx in bpjax.data.epoch_batches(key, 80, 8):
+        p, s, mi = jax.jit(step)(p, s, x[idx], bpjax.one_hot(labels[idx]))
+        flags.append(bool(mi["finite"]))
+    assert flags[:5] == [True] * 5 and not any(flags[5:])
+    np.testing.assert_array_equal(m["finite"], flags)
+
+
+def test_vmapped_epochs_flag_each_run_as_alone():
+    params, x, labels, tx = _diverging_problem()
+    step = train.make_train_step(tx)
+    key = jax.random.key(0)
+    broken = jax.tree.map(lambda a: a.at[0].set(jnp.nan), params)  # non-finite from the start
+    epoch = train.make_sgd_epoch(step, 8)
+    alone = [epoch(p, tx.init(p), x, labels, key)[2]["finite"] for p in (params, broken)]
+    runs = jax.tree.map(lambda a, b: jnp.stack([a, b]), params, broken)
+    vmapped = jax.jit(jax.vmap(lambda p: train.sgd_epoch(step, p, tx.init(p), x, labels, key, 8)))(
+        runs
+    )
+    np.testing.assert_array_equal(vmapped[2]["finite"], jnp.stack(alone))
+    assert bool(alone[0][0]) and not bool(jnp.any(alone[1]))

@@ -78,7 +78,8 @@ def classic_sgd_epoch(params: Params, data: list[tuple], batches: np.ndarray, et
     with np.errstate(over="ignore"):  # exp(-z) overflows to inf for z < -88: sigmoid 0, fine
         for idx in batches:
             weights, biases = classic_update_mini_batch(
-                weights, biases, [data[i] for i in idx], eta)
+                weights, biases, [data[i] for i in idx], eta
+            )
     return [{"w": w, "b": b.reshape(-1)} for w, b in zip(weights, biases, strict=True)]
 
 
@@ -120,7 +121,11 @@ def mean_grad(params: Params, xs: np.ndarray, ys: np.ndarray) -> Params:
 
 
 def sgd_epoch(
-    params: Params, x: np.ndarray, labels: np.ndarray, batches: np.ndarray, eta: float,
+    params: Params,
+    x: np.ndarray,
+    labels: np.ndarray,
+    batches: np.ndarray,
+    eta: float,
     n_classes: int = 10,
 ) -> Params:
     """One epoch of SGD with learning rate ``eta`` over the index rows ``batches`` (steps, B)."""

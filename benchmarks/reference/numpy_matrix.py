@@ -42,7 +42,11 @@ def sgd_step(params: Params, xs: np.ndarray, ys: np.ndarray, eta: float) -> Para
 
 
 def sgd_epoch(
-    params: Params, x: np.ndarray, labels: np.ndarray, batches: np.ndarray, eta: float,
+    params: Params,
+    x: np.ndarray,
+    labels: np.ndarray,
+    batches: np.ndarray,
+    eta: float,
     n_classes: int = 10,
 ) -> Params:
     """One epoch of SGD over the index rows ``batches`` (steps, B); params are updated in place."""
@@ -53,7 +57,10 @@ def sgd_epoch(
 
 
 def full_batch_grad(
-    params: Params, x: np.ndarray, labels: np.ndarray, chunk_size: int = 10_000,
+    params: Params,
+    x: np.ndarray,
+    labels: np.ndarray,
+    chunk_size: int = 10_000,
     n_classes: int = 10,
 ) -> tuple[float, Params]:
     """Mean cost and gradient over every example, chunk by chunk to bound memory."""
@@ -62,7 +69,7 @@ def full_batch_grad(
     cost = 0.0
     total = [{"w": np.zeros_like(p["w"]), "b": np.zeros_like(p["b"])} for p in params]
     for start in range(0, n, chunk_size):
-        xs, ys = x[start:start + chunk_size], eye[labels[start:start + chunk_size]]
+        xs, ys = x[start : start + chunk_size], eye[labels[start : start + chunk_size]]
         c, grads = cost_and_grad(params, xs, ys)
         m = xs.shape[0]
         cost += c * m
@@ -72,8 +79,9 @@ def full_batch_grad(
     return cost / n, [{"w": t["w"] / n, "b": t["b"] / n} for t in total]
 
 
-def gd_step(params: Params, x: np.ndarray, labels: np.ndarray, eta: float,
-            chunk_size: int = 10_000) -> Params:
+def gd_step(
+    params: Params, x: np.ndarray, labels: np.ndarray, eta: float, chunk_size: int = 10_000
+) -> Params:
     """One full-batch gradient-descent step; updates params in place and returns them."""
     _, grads = full_batch_grad(params, x, labels, chunk_size)
     eta = x.dtype.type(eta)

@@ -21,8 +21,10 @@ def to_torch(params) -> list[dict]:
     import torch
 
     return [
-        {k: torch.tensor(np.asarray(v), dtype=torch.float32, requires_grad=True)
-         for k, v in layer.items()}
+        {
+            k: torch.tensor(np.asarray(v), dtype=torch.float32, requires_grad=True)
+            for k, v in layer.items()
+        }
         for layer in params
     ]
 
@@ -72,14 +74,14 @@ def full_batch_step(params, optimizer, x, labels, chunk_size: int = 10_000, n_cl
     n = x.shape[0]
     optimizer.zero_grad(set_to_none=True)
     for start in range(0, n, chunk_size):
-        xs, lab = x[start:start + chunk_size], labels[start:start + chunk_size]
+        xs, lab = x[start : start + chunk_size], labels[start : start + chunk_size]
         # Weighting each chunk's mean by its share makes the summed .grad the full mean.
         (cost(params, xs, F.one_hot(lab, n_classes).float()) * (xs.shape[0] / n)).backward()
     optimizer.step()
     return params
 
 
-def make_vmap_sgd_step(params, eta: float):
+def make_vmap_sgd_step(eta: float):
     """An SGD step whose gradient is the mean of ``torch.func.vmap(grad)`` per-example gradients."""
     import torch
     from torch.func import grad, vmap

@@ -9,6 +9,7 @@ import jax
 import numpy as np
 
 from bpjax.data.errors import MnistFormatError
+from bpjax.data.pixels import IMAGE_FORMS, device_images
 
 N_PIXELS = 784
 N_CLASSES = 10
@@ -98,3 +99,21 @@ def as_jax(dataset: Dataset) -> Dataset:
     """The same Dataset with its six arrays on the default device (one transfer each)."""
     *arrays, source = dataset
     return Dataset(*jax.device_put(arrays), source=source)
+
+
+def device_arrays(dataset: Dataset, images: str = "packed") -> dict[str, jax.Array]:
+    """The Dataset's six arrays on the default device, for training: ``{"x_train", "y_train",
+    "x_val", "y_val", "x_test", "y_test"}``.
+
+    ``images`` (one of ``IMAGE_FORMS``) is how the images are stored: ``"packed"`` (the default,
+    ``PackedImages``, fastest to gather), ``"uint8"`` pixels or ``"float32"``. Every form gives
+    the network bit-identical inputs (``bpjax.data.as_inputs`` scales pixels to ``p / 255``
+    in-graph, correctly rounded), so training results do not depend on the choice.
+    """
+    if images not in IMAGE_FORMS:
+        raise ValueError(f"images={images!r}; choose one of {IMAGE_FORMS}")
+    out = {}
+    for split in ("train", "val", "test"):
+        out[f"x_{split}"] = device_images(getattr(dataset, f"x_{split}"), images)
+        out[f"y_{split}"] = jax.device_put(getattr(dataset, f"y_{split}"))
+    return out

@@ -8,8 +8,11 @@ import numpy as np
 
 from experiments.plots.lines import finite_xy, series_figure
 
-STYLES = {"sgd": ("SGD (mini-batch)", "tab:red"), "gd": ("full-batch GD", "tab:blue"),
-          "gd_equal_time": ("full-batch GD, equal time", "tab:cyan")}
+STYLES = {
+    "sgd": ("SGD (mini-batch)", "tab:red"),
+    "gd": ("full-batch GD", "tab:blue"),
+    "gd_equal_time": ("full-batch GD, equal time", "tab:cyan"),
+}
 
 
 def plot(results: dict, run_dir: Path) -> None:
@@ -17,8 +20,11 @@ def plot(results: dict, run_dir: Path) -> None:
     cost = f"training cost ({results['spec']['cost']})"
 
     def lines(key, x_key, names=STYLES):
-        return {STYLES[n][0]: ([r[x_key] for r in history[n]], [r[key] for r in history[n]])
-                for n in names if history.get(n)}
+        return {
+            STYLES[n][0]: ([r[x_key] for r in history[n]], [r[key] for r in history[n]])
+            for n in names
+            if history.get(n)
+        }
 
     styles = {label: {"color": color} for label, color in STYLES.values()}
     by_epoch = lines("train_cost", "epoch", ("sgd", "gd"))
@@ -28,12 +34,22 @@ def plot(results: dict, run_dir: Path) -> None:
         xs = [r["epoch"] - 1 + (i + 1) / per for r in sgd for i in range(per)]
         by_epoch["SGD mini-batch cost"] = (xs, [c for r in sgd for c in r["minibatch_cost"]])
         styles["SGD mini-batch cost"] = {"color": "tab:red", "alpha": 0.25, "lw": 0.8}
-    series_figure(by_epoch, "epoch", cost, run_dir / "cost_vs_epoch.png", logy=True,
-                  styles=styles)
-    series_figure(lines("train_cost", "train_time_s"), "training wall time (s, compile excluded)",
-                  cost, run_dir / "cost_vs_time.png", logy=True, styles=styles)
-    series_figure(lines("test_accuracy", "epoch", ("sgd", "gd")), "epoch", "test accuracy",
-                  run_dir / "accuracy_vs_epoch.png", styles=styles)
+    series_figure(by_epoch, "epoch", cost, run_dir / "cost_vs_epoch.png", logy=True, styles=styles)
+    series_figure(
+        lines("train_cost", "train_time_s"),
+        "training wall time (s, compile excluded)",
+        cost,
+        run_dir / "cost_vs_time.png",
+        logy=True,
+        styles=styles,
+    )
+    series_figure(
+        lines("test_accuracy", "epoch", ("sgd", "gd")),
+        "epoch",
+        "test accuracy",
+        run_dir / "accuracy_vs_epoch.png",
+        styles=styles,
+    )
     if "whole" in results.get("trajectory", {}):
         trajectories(results["trajectory"], run_dir / "trajectories.png")
 
@@ -45,25 +61,43 @@ def trajectories(traj: dict, path: Path) -> None:
     from experiments.runtime.rundir import save_figure
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 5.2))
-    panels = ((axes[0], traj["whole"], "the whole run (PCA of both paths)"),
-              (axes[1], traj["start"], "the start: GD's steps and SGD's first epoch "
-                                       "(their own PCA plane)"))
+    panels = (
+        (axes[0], traj["whole"], "the whole run (PCA of both paths)"),
+        (
+            axes[1],
+            traj["start"],
+            "the start: GD's steps and SGD's first epoch (their own PCA plane)",
+        ),
+    )
     for ax, view, title in panels:
         cost = np.array(view["cost"], dtype=float)
         cost[~np.isfinite(cost) | (cost <= 0)] = np.nan  # left blank, not drawn
         if np.isfinite(cost).any():
-            cs = ax.contourf(view["u"], view["v"], np.log10(cost), levels=20, cmap="viridis",
-                             alpha=0.85)
+            cs = ax.contourf(
+                view["u"], view["v"], np.log10(cost), levels=20, cmap="viridis", alpha=0.85
+            )
             fig.colorbar(cs, ax=ax, label="log10 training cost (on the plane)")
         coords = view["coords"]
         first = np.array(coords["sgd_first_epoch"], dtype=float)
-        ax.plot(*finite_xy(first[:, 0], first[:, 1]), ".-", color="tab:orange", lw=0.8, ms=2,
-                label=f"SGD's first epoch, every {traj['path_every']} steps: the drunk man")
+        ax.plot(
+            *finite_xy(first[:, 0], first[:, 1]),
+            ".-",
+            color="tab:orange",
+            lw=0.8,
+            ms=2,
+            label=f"SGD's first epoch, every {traj['path_every']} steps: the drunk man",
+        )
         for name in ("sgd", "gd"):
             if name in coords:
                 pts = np.array(coords[name], dtype=float)
-                ax.plot(*finite_xy(pts[:, 0], pts[:, 1]), "o-", color=STYLES[name][1], ms=3,
-                        lw=1.2, label=f"{STYLES[name][0]}, per epoch")
+                ax.plot(
+                    *finite_xy(pts[:, 0], pts[:, 1]),
+                    "o-",
+                    color=STYLES[name][1],
+                    ms=3,
+                    lw=1.2,
+                    label=f"{STYLES[name][0]}, per epoch",
+                )
         ax.plot(*first[0], "k*", ms=12, label="shared start")
         ax.set_xlim(view["u"][0], view["u"][-1])
         ax.set_ylim(view["v"][0], view["v"][-1])

@@ -16,9 +16,17 @@ def finite_xy(xs: Sequence, ys: Sequence) -> tuple[np.ndarray, np.ndarray]:
     return x[keep], y[keep]
 
 
-def series_figure(series: dict[str, tuple[Sequence, Sequence]], xlabel: str, ylabel: str,
-                  path: Path, *, logy: bool = False, logx: bool = False, title: str = "",
-                  styles: dict[str, dict] | None = None) -> Path:
+def series_figure(
+    series: dict[str, tuple[Sequence, Sequence]],
+    xlabel: str,
+    ylabel: str,
+    path: Path,
+    *,
+    logy: bool = False,
+    logx: bool = False,
+    title: str = "",
+    styles: dict[str, dict] | None = None,
+) -> Path:
     """One axes of ``{label: (xs, ys)}`` lines, saved as a PNG at ``path``."""
     import matplotlib.pyplot as plt
 

@@ -28,8 +28,14 @@ class ConfigError(ValueError):
     """A config that cannot run; the message is one line, meant for the user."""
 
 
-def flag(default: Any, help: str, *, choices: Sequence[Any] | None = None,  # noqa: A002
-         metavar: str | None = None, resumable: bool = False):
+def flag(
+    default: Any,
+    help: str,
+    *,
+    choices: Sequence[Any] | None = None,  # noqa: A002
+    metavar: str | None = None,
+    resumable: bool = False,
+):
     """A config field with its command-line help.
 
     ``choices``: the valid values (for ``str`` fields; checked by argparse). ``resumable``: the
@@ -95,7 +101,7 @@ class _OneLineParser(argparse.ArgumentParser):
     def error(self, message: str):  # noqa: D401 - argparse's hook
         # "argument --x: --x expects ..." -> "--x expects ..."
         head, sep, rest = message.partition(": ")
-        if sep and head.startswith("argument ") and rest.startswith(head[len("argument "):]):
+        if sep and head.startswith("argument ") and rest.startswith(head[len("argument ") :]):
             message = rest
         fail(message, BAD_CONFIG, self.prog.split()[-1].rsplit(".", 1)[-1])
 
@@ -109,7 +115,9 @@ def fail(message: str, status: int, prog: str) -> typing.NoReturn:
 def build_parser(config_cls, prog: str, description: str, extra=()) -> argparse.ArgumentParser:
     """The parser of ``config_cls``; defaults are SUPPRESSed so only typed flags appear."""
     parser = _OneLineParser(
-        prog=prog, description=description, argument_default=argparse.SUPPRESS,
+        prog=prog,
+        description=description,
+        argument_default=argparse.SUPPRESS,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     hints = typing.get_type_hints(config_cls)

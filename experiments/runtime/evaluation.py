@@ -10,8 +10,11 @@ SPLITS = ("train", "validation", "test")
 
 def device_data(ds) -> dict[str, tuple]:
     """``{split: (x, labels)}`` on the default device for the non-empty splits of ``ds``."""
-    pairs = {"train": (ds.x_train, ds.y_train), "validation": (ds.x_val, ds.y_val),
-             "test": (ds.x_test, ds.y_test)}
+    pairs = {
+        "train": (ds.x_train, ds.y_train),
+        "validation": (ds.x_val, ds.y_val),
+        "test": (ds.x_test, ds.y_test),
+    }
     return {name: (jnp.asarray(x), jnp.asarray(y)) for name, (x, y) in pairs.items() if len(y)}
 
 

@@ -70,12 +70,17 @@ class Options:
 @dataclasses.dataclass(frozen=True)
 class DataOptions(Options):
     source: str = flag(
-        "auto", "where the digits come from: auto finds full MNIST (--data-dir, $BPJAX_DATA_DIR, "
-        "a prepared TFDS copy) and otherwise uses the embedded 5,000 digits", choices=SOURCES)
+        "auto",
+        "where the digits come from: auto finds full MNIST (--data-dir, $BPJAX_DATA_DIR, "
+        "a prepared TFDS copy) and otherwise uses the embedded 5,000 digits",
+        choices=SOURCES,
+    )
     data_dir: str | None = flag(None, "directory holding the four MNIST IDX files")
     validation: int = flag(
-        0, "examples carved from the END of the training set as a validation split "
-        "(Nielsen's 50,000/10,000 split is 10000)")
+        0,
+        "examples carved from the END of the training set as a validation split "
+        "(Nielsen's 50,000/10,000 split is 10000)",
+    )
 
     def check(self) -> None:
         super().check()
@@ -85,17 +90,26 @@ class DataOptions(Options):
 @dataclasses.dataclass(frozen=True)
 class ModelOptions(Options):
     sizes: tuple[int, ...] = flag((784, 16, 16, 10), "layer sizes, input first", metavar="N,N,...")
-    init: str = flag("scaled", "initial weights: scaled w ~ N(0, 1/n_in), b ~ N(0, 1); "
-                     "standard w, b ~ N(0, 1)", choices=INITS)
+    init: str = flag(
+        "scaled",
+        "initial weights: scaled w ~ N(0, 1/n_in), b ~ N(0, 1); standard w, b ~ N(0, 1)",
+        choices=INITS,
+    )
     hidden: str = flag("sigmoid", "activation of the hidden layers (bpjax.Spec)")
     output: str = flag("sigmoid", "activation of the output layer (bpjax.Spec)")
-    cost: str = flag("quadratic", "cost: quadratic = sum (a - y)^2, quadratic_half = half that "
-                     "(Nielsen's), cross_entropy, log_likelihood (bpjax.Spec)")
-    method: str = flag("autodiff", "gradient: jax autodiff, or the hand-derived backprop",
-                       choices=METHODS)
+    cost: str = flag(
+        "quadratic",
+        "cost: quadratic = sum (a - y)^2, quadratic_half = half that "
+        "(Nielsen's), cross_entropy, log_likelihood (bpjax.Spec)",
+    )
+    method: str = flag(
+        "autodiff", "gradient: jax autodiff, or the hand-derived backprop", choices=METHODS
+    )
     plugins: tuple[str, ...] = flag(
-        (), "Python modules to import first, e.g. ones that register activations or costs",
-        metavar="MODULE,...")
+        (),
+        "Python modules to import first, e.g. ones that register activations or costs",
+        metavar="MODULE,...",
+    )
 
     def spec(self):
         from bpjax.spec import Spec
@@ -117,10 +131,12 @@ class DecayOptions(Options):
     1 over the run) and of the weights (L2). Shared by ``OptimizerOptions`` and experiments that
     choose their optimizers and learning rates their own way (sweeps)."""
 
-    schedule: str = flag("cosine", "learning-rate schedule over the run",
-                         choices=optimizers.SCHEDULES)
-    weight_decay: float = flag(3e-5, "L2 regularisation lambda: descent on C + (lambda/2)|w|^2 "
-                               "(0 = none)")
+    schedule: str = flag(
+        "cosine", "learning-rate schedule over the run", choices=optimizers.SCHEDULES
+    )
+    weight_decay: float = flag(
+        3e-5, "L2 regularisation lambda: descent on C + (lambda/2)|w|^2 (0 = none)"
+    )
 
     def check(self) -> None:
         super().check()
@@ -129,12 +145,17 @@ class DecayOptions(Options):
 
 @dataclasses.dataclass(frozen=True)
 class OptimizerOptions(DecayOptions):
-    optimizer: str = flag("sgd", "optimizer by name: sgd, momentum, nesterov, adam, or any optax "
-                          "optimizer taking a learning_rate")
+    optimizer: str = flag(
+        "sgd",
+        "optimizer by name: sgd, momentum, nesterov, adam, or any optax "
+        "optimizer taking a learning_rate",
+    )
     lr: float = flag(6.0, "learning rate (the peak, under a schedule)")
     optimizer_args: tuple[str, ...] = flag(
-        (), "the optimizer's own options as KEY=VALUE, e.g. b1=0.8 or momentum=0.5",
-        metavar="KEY=VALUE,...")
+        (),
+        "the optimizer's own options as KEY=VALUE, e.g. b1=0.8 or momentum=0.5",
+        metavar="KEY=VALUE,...",
+    )
 
     def optimizer_kwargs(self) -> dict:
         return parse_kwargs(self.optimizer_args, "optimizer_args")
@@ -142,8 +163,13 @@ class OptimizerOptions(DecayOptions):
     def make_optimizer(self, total_steps: int) -> optax.GradientTransformation:
         """The optimizer with its schedule over ``total_steps`` and the weight decay."""
         return optimizers.make_optimizer(
-            self.optimizer, self.lr, schedule=self.schedule, total_steps=total_steps,
-            l2=self.weight_decay, **self.optimizer_kwargs())
+            self.optimizer,
+            self.lr,
+            schedule=self.schedule,
+            total_steps=total_steps,
+            l2=self.weight_decay,
+            **self.optimizer_kwargs(),
+        )
 
     def check(self) -> None:
         super().check()
@@ -168,12 +194,20 @@ class TrainingOptions(Options):
 @dataclasses.dataclass(frozen=True)
 class RunOptions(Options):
     seed: int = flag(0, "PRNG seed (initial weights and shuffles)")
-    out: str | None = flag(None, "output directory, new or empty (default: "
-                           "runs/<experiment>/<time>-<id>)", resumable=True)
-    resume: str | None = flag(None, "continue the killed or interrupted run in this directory "
-                              "from its last intact checkpoint", resumable=True, metavar="RUN_DIR")
-    checkpoint_every: int = flag(10, "checkpoint every k epochs (and at the end of training)",
-                                 resumable=True)
+    out: str | None = flag(
+        None,
+        "output directory, new or empty (default: runs/<experiment>/<time>-<id>)",
+        resumable=True,
+    )
+    resume: str | None = flag(
+        None,
+        "continue the killed or interrupted run in this directory from its last intact checkpoint",
+        resumable=True,
+        metavar="RUN_DIR",
+    )
+    checkpoint_every: int = flag(
+        10, "checkpoint every k epochs (and at the end of training)", resumable=True
+    )
     keep_checkpoints: int = flag(2, "keep the last k checkpoints", resumable=True)
     quick: bool = flag(False, "a seconds-long smoke run on small settings", resumable=True)
 
@@ -184,8 +218,9 @@ class RunOptions(Options):
         at_least("checkpoint_every", self.checkpoint_every)
         at_least("keep_checkpoints", self.keep_checkpoints)
         if self.resume is not None and self.out is not None:
-            raise ConfigError("give --out or --resume, not both (a resumed run continues in its "
-                              "own directory)")
+            raise ConfigError(
+                "give --out or --resume, not both (a resumed run continues in its own directory)"
+            )
 
 
 def parse_kwargs(items: Sequence[str], name: str) -> dict:

@@ -28,8 +28,17 @@ from experiments.runtime.cli import ConfigError
 LOCK = ".lock"
 CONFIG = "config.json"
 RESULTS = "results.json"
-PACKAGES = ("jax", "jaxlib", "optax", "flax", "chex", "numpy", "orbax-checkpoint",
-            "tensorflow-datasets", "matplotlib")
+PACKAGES = (
+    "jax",
+    "jaxlib",
+    "optax",
+    "flax",
+    "chex",
+    "numpy",
+    "orbax-checkpoint",
+    "tensorflow-datasets",
+    "matplotlib",
+)
 
 
 def package_versions() -> dict[str, str | None]:
@@ -68,8 +77,10 @@ def check_new(path: Path) -> None:
         if not path.is_dir():
             raise ConfigError(f"--out {path} exists and is not a directory")
         if any(p.name != LOCK for p in path.iterdir()):
-            raise ConfigError(f"--out {path} is not empty; choose a new directory (results are "
-                              "never overwritten), or --resume it")
+            raise ConfigError(
+                f"--out {path} is not empty; choose a new directory (results are "
+                "never overwritten), or --resume it"
+            )
         base = path
     else:
         base = _nearest_existing(path)

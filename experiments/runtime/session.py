@@ -121,7 +121,8 @@ class Context:
             from bpjax import checkpoint
 
             self._manager = checkpoint.open_manager(
-                self.dir / CHECKPOINTS, keep=getattr(self.cfg, "keep_checkpoints", 2))
+                self.dir / CHECKPOINTS, keep=getattr(self.cfg, "keep_checkpoints", 2)
+            )
         return self._manager
 
     def restore(self, like: Callable[[dict], Any]):
@@ -141,8 +142,9 @@ class Context:
         return restored.step, restored.arrays, restored.record
 
     def save(self, step: int, arrays, record: dict) -> None:
-        for warning in self._checkpoints().save(step, arrays,
-                                                {**record, "config": cli.to_dict(self.cfg)}):
+        for warning in self._checkpoints().save(
+            step, arrays, {**record, "config": cli.to_dict(self.cfg)}
+        ):
             self.say(warning)
         self._last_saved = step
 
@@ -156,8 +158,9 @@ class Context:
         finally:
             self._deferring = False
 
-    def epoch_end(self, step: int, state: Callable[[], tuple[Any, dict]], *,
-                  final: bool = False) -> None:
+    def epoch_end(
+        self, step: int, state: Callable[[], tuple[Any, dict]], *, final: bool = False
+    ) -> None:
         """After a unit of progress numbered ``step``: checkpoint if due (every
         ``--checkpoint-every``, at ``final``, or on a pending signal), then stop if signalled.
         ``state()`` returns ``(arrays, record)``; it is called only when saving."""
@@ -173,21 +176,37 @@ class Context:
         checkpoint ``step`` unless it is already saved; exit 3."""
         if state is not None and step is not None and step != self._last_saved:
             self.save(step, *state())
-        where = (f"; the last good state is checkpoint {step} in {self.dir / CHECKPOINTS}"
-                 if step is not None and self._last_saved is not None else "")
+        where = (
+            f"; the last good state is checkpoint {step} in {self.dir / CHECKPOINTS}"
+            if step is not None and self._last_saved is not None
+            else ""
+        )
         return RunFailed(f"{message}; try a smaller learning rate{where}", DIVERGED)
 
-    def fit(self, epoch_fn, params, opt_state, *, epochs: int, step_offset: int = 0,
-            start_epoch: int = 0, history=(), label: str = "SGD", lr_flag: str = "--lr",
-            state_of: Callable[..., tuple[Any, dict]] | None = None,
-            after_epoch: Callable[..., None] | None = None, **fit_kwargs):
+    def fit(
+        self,
+        epoch_fn,
+        params,
+        opt_state,
+        *,
+        epochs: int,
+        step_offset: int = 0,
+        start_epoch: int = 0,
+        history=(),
+        label: str = "SGD",
+        lr_flag: str = "--lr",
+        state_of: Callable[..., tuple[Any, dict]] | None = None,
+        after_epoch: Callable[..., None] | None = None,
+        **fit_kwargs,
+    ):
         """``bpjax.fit.fit`` with this run's checkpoints, signals and divergence handling.
 
         Checkpoint ``step_offset + epoch`` holds ``state_of(epoch, params, opt_state,
         history)`` (default: params, opt_state and the history so far). Returns the
         ``FitResult``. ``after_epoch(epoch, params, opt_state, history)`` runs before the
-        checkpoint decision (e.g. to keep a snapshot). The compile time is added to ``timing["compile"]``, training and
-        evaluation to ``timing["train"]`` / ``timing["evaluation"]``.
+        checkpoint decision (e.g. to keep a snapshot). The compile time is added to
+        ``timing["compile"]``, training and evaluation to ``timing["train"]`` /
+        ``timing["evaluation"]``.
         """
         from bpjax.fit import Diverged, fit
 
@@ -199,20 +218,31 @@ class Context:
         def on_epoch(epoch, p, s, rows, metrics):
             if after_epoch is not None:
                 after_epoch(epoch, p, s, rows)
-            self.epoch_end(step_offset + epoch, lambda: state_of(epoch, p, s, rows),
-                           final=epoch == epochs)
+            self.epoch_end(
+                step_offset + epoch, lambda: state_of(epoch, p, s, rows), final=epoch == epochs
+            )
 
         done_before = float(history[-1]["train_time_s"]) if history else 0.0
         with self.training():
             try:
-                result = fit(epoch_fn, params, opt_state, epochs=epochs, start_epoch=start_epoch,
-                             history=history, on_epoch=on_epoch, **fit_kwargs)
+                result = fit(
+                    epoch_fn,
+                    params,
+                    opt_state,
+                    epochs=epochs,
+                    start_epoch=start_epoch,
+                    history=history,
+                    on_epoch=on_epoch,
+                    **fit_kwargs,
+                )
             except Diverged as d:
-                good, rows = d.epoch - 1, d.history
+                good, rows, p, s = d.epoch - 1, d.history, d.params, d.opt_state
+                lr = getattr(self.cfg, lr_flag[2:].replace("-", "_"), "?")
                 raise self.diverged(
-                    f"{label} {d} ({lr_flag} {getattr(self.cfg, lr_flag[2:].replace('-', '_'), '?')})",
+                    f"{label} {d} ({lr_flag} {lr})",
                     step_offset + good if good > 0 else None,
-                    lambda: state_of(good, d.params, d.opt_state, rows)) from None
+                    lambda: state_of(good, p, s, rows),
+                ) from None
         self.timing["compile"] = self.timing.get("compile", 0.0) + result.compile_s
         self.timing["train"] = self.timing.get("train", 0.0) + result.train_s - done_before
         self.timing["evaluation"] = self.timing.get("evaluation", 0.0) + result.eval_s
@@ -228,8 +258,9 @@ class Context:
     def _on_signal(self, signum, frame) -> None:
         if self._deferring and self._signal is None:
             self._signal = signum
-            self.say(f"{signal.Signals(signum).name}: stopping after this epoch "
-                     "(again to stop at once)")
+            self.say(
+                f"{signal.Signals(signum).name}: stopping after this epoch (again to stop at once)"
+            )
             return
         raise Interrupted(signum, self._last_saved)
 
@@ -254,8 +285,12 @@ def _given_config(exp: Experiment, given: dict[str, Any]):
     resumable = cli.resumable_fields(exp.config)
     differ = [k for k, v in given.items() if k not in resumable and getattr(saved, k) != v]
     if differ:
-        raise ConfigError(f"--resume {run_dir}: the run was made with " + ", ".join(
-            f"{cli.flag_name(k)} {getattr(saved, k)!r} (given {given[k]!r})" for k in differ))
+        raise ConfigError(
+            f"--resume {run_dir}: the run was made with "
+            + ", ".join(
+                f"{cli.flag_name(k)} {getattr(saved, k)!r} (given {given[k]!r})" for k in differ
+            )
+        )
     keep = {k: v for k, v in given.items() if k in resumable and k not in ("out", "quick")}
     return dataclasses.replace(saved, **keep, out=None), True
 
@@ -310,8 +345,9 @@ def _check_same_data(run_dir: Path, ds) -> None:
 
     changes = fingerprint_changes(recorded, _fingerprint(ds))
     if changes:
-        raise ConfigError(f"--resume {run_dir}: the data differ from the run's: "
-                          + "; ".join(changes))
+        raise ConfigError(
+            f"--resume {run_dir}: the data differ from the run's: " + "; ".join(changes)
+        )
 
 
 def replot(exp: Experiment, run_dir: Path) -> None:
@@ -333,13 +369,22 @@ def _plot(exp: Experiment, results: dict, run_dir: Path) -> None:
     except Exception as e:  # noqa: BLE001 - the results are safe; say what failed, in one line
         raise RunFailed(
             f"plotting failed ({type(e).__name__}: {e}); the results are in "
-            f"{run_dir / rundir.RESULTS}; redraw with --replot {run_dir}", DATA_OR_IO_ERROR
+            f"{run_dir / rundir.RESULTS}; redraw with --replot {run_dir}",
+            DATA_OR_IO_ERROR,
         ) from e
 
 
 def _run(exp: Experiment, argv, prog: str) -> dict | None:
-    extra = [(("--replot",), {"metavar": "RUN_DIR", "default": None,
-                              "help": "redraw the plots of a finished run from its results.json"})]
+    extra = [
+        (
+            ("--replot",),
+            {
+                "metavar": "RUN_DIR",
+                "default": None,
+                "help": "redraw the plots of a finished run from its results.json",
+            },
+        )
+    ]
     parser = cli.build_parser(exp.config, prog, exp.description, extra)
     given = vars(parser.parse_args(argv))
     replot_dir = given.pop("replot", None)
@@ -356,8 +401,10 @@ def _run(exp: Experiment, argv, prog: str) -> dict | None:
     if resuming:
         run_path = Path(cfg.resume)
         if (run_path / rundir.RESULTS).exists():
-            raise ConfigError(f"--resume {run_path}: that run already finished "
-                              f"({rundir.RESULTS} exists); --replot it to redraw its plots")
+            raise ConfigError(
+                f"--resume {run_path}: that run already finished "
+                f"({rundir.RESULTS} exists); --replot it to redraw its plots"
+            )
     else:
         run_path = Path(cfg.out) if cfg.out is not None else rundir.default_run_dir(exp.name)
         rundir.check_new(run_path)
@@ -373,23 +420,42 @@ def _run(exp: Experiment, argv, prog: str) -> dict | None:
         if resuming and ds is not None:
             _check_same_data(run.path, ds)
         if not resuming:
-            data_info = None if ds is None else {
-                "source": ds.source, "n_train": len(ds.y_train), "n_validation": len(ds.y_val),
-                "n_test": len(ds.y_test), "fingerprint": _fingerprint(ds)}
-            run.write_json(rundir.CONFIG, {"experiment": exp.name, "config": cli.to_dict(cfg),
-                                           "data": data_info,
-                                           "versions": rundir.package_versions()})
+            data_info = (
+                None
+                if ds is None
+                else {
+                    "source": ds.source,
+                    "n_train": len(ds.y_train),
+                    "n_validation": len(ds.y_val),
+                    "n_test": len(ds.y_test),
+                    "fingerprint": _fingerprint(ds),
+                }
+            )
+            run.write_json(
+                rundir.CONFIG,
+                {
+                    "experiment": exp.name,
+                    "config": cli.to_dict(cfg),
+                    "data": data_info,
+                    "versions": rundir.package_versions(),
+                },
+            )
         ctx = Context(exp, cfg, run.path, ds, resuming)
         ctx.timing["data"] = data_s
         handlers = {s: signal.signal(s, ctx._on_signal) for s in SIGNAL_STATUS}
         try:
             results = exp.run(cfg, ctx)
         except Interrupted as e:
-            how = (f"checkpoint {e.checkpoint} saved" if e.checkpoint is not None
-                   else "no checkpoint yet")
-            raise RunFailed(f"interrupted by {signal.Signals(e.signum).name} ({how}); continue "
-                            f"with: python -m experiments.{exp.name} --resume {run.path}",
-                            SIGNAL_STATUS[e.signum]) from None
+            how = (
+                f"checkpoint {e.checkpoint} saved"
+                if e.checkpoint is not None
+                else "no checkpoint yet"
+            )
+            raise RunFailed(
+                f"interrupted by {signal.Signals(e.signum).name} ({how}); continue "
+                f"with: python -m experiments.{exp.name} --resume {run.path}",
+                SIGNAL_STATUS[e.signum],
+            ) from None
         finally:
             ctx.close()
             for s, h in handlers.items():
@@ -423,8 +489,9 @@ def main(exp: Experiment, argv=None) -> dict | None:
     except RunFailed as e:
         cli.fail(str(e), e.status, exp.name)
     except Interrupted as e:  # before the run had a directory
-        cli.fail(f"interrupted by {signal.Signals(e.signum).name}", SIGNAL_STATUS[e.signum],
-                 exp.name)
+        cli.fail(
+            f"interrupted by {signal.Signals(e.signum).name}", SIGNAL_STATUS[e.signum], exp.name
+        )
     except KeyboardInterrupt:
         cli.fail("interrupted", 130, exp.name)
     except OSError as e:

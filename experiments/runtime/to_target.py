@@ -7,7 +7,7 @@
 
 ``params``/``opt_state`` carry a leading run axis R (``bpjax.sweep.init_runs``); every run has
 its own shuffle (``order_keys`` (R,); epoch e shuffles with ``fold_in(key, e)``, the batches of
-``bpjax.train.epoch_order``). Training runs in compiled chunks of ``eval_every`` steps (a
+``bpjax.data.epoch_batches``). Training runs in compiled chunks of ``eval_every`` steps (a
 ``lax.scan`` per run, vmapped); after each chunk every run is evaluated, so a run's steps to the
 target are known to ``eval_every`` steps, refined by linear interpolation of the metric between
 the two evaluations around the crossing. Training ends when ``stop(hit)`` ((R,) bools) is True,
@@ -38,7 +38,7 @@ def make_chunk(step, batch_size: int, n: int, n_classes: int = 10):
     """``chunk(params, opt_state, x, labels, orders, offset, k)``: ``k`` (static) steps of every
     run from batch ``offset`` of its epoch order ``orders`` (R, n // B, B)."""
     from bpjax.cost import one_hot
-    from bpjax.train import as_inputs, input_dtype
+    from bpjax.data.pixels import as_inputs, input_dtype, take_rows
 
     full = batch_size == n
 
@@ -52,7 +52,7 @@ def make_chunk(step, batch_size: int, n: int, n_classes: int = 10):
                 xb, yb = xs, ys
             else:
                 idx = order[offset + j]
-                xb, yb = as_inputs(x[idx], dtype), one_hot(labels[idx], n_classes, dtype=dtype)
+                xb, yb = as_inputs(take_rows(x, idx), dtype), one_hot(labels[idx], n_classes, dtype=dtype)
             params, opt_state, metrics = step(*carry, xb, yb)
             return (params, opt_state), metrics["cost"]
 
@@ -97,11 +97,12 @@ def train_to_target(
 ) -> TargetRuns:
     """Train until ``stop(hit)`` (default: every run hit) or ``max_steps``; see the module
     docstring. ``metric``: ``"accuracy"`` (reach >= target) or ``"cost"`` (reach <= target)."""
-    from bpjax.train import epoch_order, make_evaluate, make_train_step
+    from bpjax.data import epoch_batches
+    from bpjax.train import make_evaluate, make_train_step
 
     if metric not in ("accuracy", "cost"):
         raise ValueError(f"metric must be 'accuracy' or 'cost', got {metric!r}")
-    n = x.shape[0]
+    n = labels.shape[0]
     if not 1 <= batch_size <= n:
         raise ValueError(f"batch_size must be in [1, {n}], got {batch_size}")
     stop = stop or (lambda hit: bool(hit.all()))
@@ -109,7 +110,7 @@ def train_to_target(
     step_fn = make_train_step(tx, method, spec=spec)
     chunk = make_chunk(getattr(step_fn, "unchecked", step_fn), batch_size, n)
     evaluate = jax.jit(jax.vmap(make_evaluate(spec=spec), in_axes=(0, None, None)))
-    orders_of = jax.jit(jax.vmap(lambda k: epoch_order(k, n, batch_size)))
+    orders_of = jax.jit(jax.vmap(lambda k: epoch_batches(k, n, batch_size)))
     per_epoch = n // batch_size
 
     def measure(p):
