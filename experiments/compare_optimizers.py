@@ -53,37 +53,61 @@ from experiments.runtime.session import DIVERGED, replot
 
 # (lowest, highest) learning rate per optimizer, each wide enough that the best rate lies inside
 # (found with a 13-point grid from 1e-4 to 1e2, 30 epochs, constant rate, seed 0).
-DEFAULT_LR_RANGES = {"sgd": (0.1, 10.0), "momentum": (0.01, 1.0), "nesterov": (0.01, 1.0),
-                     "adam": (3e-4, 3e-2), "adamw": (3e-4, 3e-2), "rmsprop": (3e-4, 3e-2),
-                     "adagrad": (0.03, 3.0)}
+DEFAULT_LR_RANGES = {
+    "sgd": (0.1, 10.0),
+    "momentum": (0.01, 1.0),
+    "nesterov": (0.01, 1.0),
+    "adam": (3e-4, 3e-2),
+    "adamw": (3e-4, 3e-2),
+    "rmsprop": (3e-4, 3e-2),
+    "adagrad": (0.03, 3.0),
+}
 FALLBACK_LR_RANGE = (1e-4, 1e-1)  # for optimizers not listed above
 THRESHOLDS = (0.90, 0.95)
 TARGET = 0.96  # 3Blue1Brown's figure for this network
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(runtime.DataOptions, runtime.ModelOptions, DecayOptions, runtime.TrainingOptions,
-             runtime.RunOptions):
+class Config(
+    runtime.DataOptions,
+    runtime.ModelOptions,
+    DecayOptions,
+    runtime.TrainingOptions,
+    runtime.RunOptions,
+):
     optimizers: tuple[str, ...] = flag(
-        optimizers.OPTIMIZERS, "optimizers by name: momentum, nesterov, or any optax optimizer "
-        "taking a learning_rate", metavar="NAME,...")
-    lrs: tuple[float, ...] = flag((), "learning rates (peaks) for every optimizer, instead of "
-                                  "--n-lrs rates over each one's range", metavar="LR,...")
-    lr_ranges: tuple[str, ...] = flag((), "learning-rate ranges replacing the defaults",
-                                      metavar="NAME=LO:HI,...")
+        optimizers.OPTIMIZERS,
+        "optimizers by name: momentum, nesterov, or any optax optimizer taking a learning_rate",
+        metavar="NAME,...",
+    )
+    lrs: tuple[float, ...] = flag(
+        (),
+        "learning rates (peaks) for every optimizer, instead of "
+        "--n-lrs rates over each one's range",
+        metavar="LR,...",
+    )
+    lr_ranges: tuple[str, ...] = flag(
+        (), "learning-rate ranges replacing the defaults", metavar="NAME=LO:HI,..."
+    )
     n_lrs: int = flag(5, "learning rates per optimizer, evenly spaced in log over its range")
     seeds: int = flag(3, "initial-weight seeds per learning rate: --seed, --seed + 1, ...")
-    per_run_order: bool = flag(False, "each seed its own mini-batch order (default: one order "
-                               "for every run)")
+    per_run_order: bool = flag(
+        False, "each seed its own mini-batch order (default: one order for every run)"
+    )
     data_seed: int = flag(0, "seed of the mini-batch order")
-    model: str = flag("bpjax", "bpjax's pure network or the Flax NNX MLP (same initial weights)",
-                      choices=("bpjax", "flax"))
+    model: str = flag(
+        "bpjax",
+        "bpjax's pure network or the Flax NNX MLP (same initial weights)",
+        choices=("bpjax", "flax"),
+    )
     optimizer_args: tuple[str, ...] = flag(
-        (), "options of one optimizer, e.g. adamw:weight_decay=1e-3", metavar="NAME:KEY=VALUE,...")
+        (), "options of one optimizer, e.g. adamw:weight_decay=1e-3", metavar="NAME:KEY=VALUE,..."
+    )
 
     def optimizer_kwargs(self, name: str) -> dict:
-        own = [rest for opt, _, rest in (a.partition(":") for a in self.optimizer_args)
-               if opt == name]
+        own = [
+            rest for opt, _, rest in (a.partition(":") for a in self.optimizer_args) if opt == name
+        ]
         return options.parse_kwargs(own, "optimizer_args")
 
     def lr_ranges_dict(self) -> dict[str, tuple[float, float]]:
@@ -117,8 +141,10 @@ class Config(runtime.DataOptions, runtime.ModelOptions, DecayOptions, runtime.Tr
         options.at_least("n_lrs", self.n_lrs)
         options.at_least("seeds", self.seeds)
         if self.validation < 1:
-            raise ConfigError("--validation must be >= 1: the learning rate is chosen on the "
-                              "validation split, never on test (e.g. --validation 10000)")
+            raise ConfigError(
+                "--validation must be >= 1: the learning rate is chosen on the "
+                "validation split, never on test (e.g. --validation 10000)"
+            )
         if self.seed + self.seeds > 2**32 or not 0 <= self.data_seed < 2**32:
             raise ConfigError("--seed + --seeds and --data-seed must stay below 2^32")
         if self.model == "flax" and self.method != "autodiff":
@@ -131,8 +157,10 @@ class Config(runtime.DataOptions, runtime.ModelOptions, DecayOptions, runtime.Tr
             options.positive_rate("lrs", lr)
         for item in self.optimizer_args:
             if item.partition(":")[0] not in self.optimizers:
-                raise ConfigError(f"--optimizer-args {item!r}: expects NAME:KEY=VALUE with NAME "
-                                  "among --optimizers")
+                raise ConfigError(
+                    f"--optimizer-args {item!r}: expects NAME:KEY=VALUE with NAME "
+                    "among --optimizers"
+                )
         for name in self.optimizers:
             try:
                 optimizers.optimizer_factory(name)
@@ -142,14 +170,25 @@ class Config(runtime.DataOptions, runtime.ModelOptions, DecayOptions, runtime.Tr
             if len(set(grid)) != len(grid):
                 raise ConfigError(f"{name}'s learning rates repeat: {grid} (--lrs/--lr-ranges)")
             try:
-                optimizers.make_sweep_optimizer(name, schedule=self.schedule, total_steps=1,
-                                                l2=self.weight_decay, **self.optimizer_kwargs(name))
+                optimizers.make_sweep_optimizer(
+                    name,
+                    schedule=self.schedule,
+                    total_steps=1,
+                    l2=self.weight_decay,
+                    **self.optimizer_kwargs(name),
+                )
             except (TypeError, ValueError) as e:
                 raise ConfigError(f"--optimizer-args: {e}") from None
 
 
-QUICK = {"epochs": 2, "n_lrs": 3, "seeds": 2, "batch_size": 20, "source": "mnist5k",
-         "validation": 1000}
+QUICK = {
+    "epochs": 2,
+    "n_lrs": 3,
+    "seeds": 2,
+    "batch_size": 20,
+    "source": "mnist5k",
+    "validation": 1000,
+}
 
 
 def run(cfg: Config, ctx: runtime.Context) -> dict:
@@ -167,64 +206,101 @@ def run(cfg: Config, ctx: runtime.Context) -> dict:
         init_fn, apply_fn = (lambda key: init_params(key, cfg.sizes, init=cfg.init)), None
 
     def arm(name):
-        tx = optimizers.make_sweep_optimizer(name, schedule=cfg.schedule, total_steps=total_steps,
-                                             l2=cfg.weight_decay, **cfg.optimizer_kwargs(name))
+        tx = optimizers.make_sweep_optimizer(
+            name,
+            schedule=cfg.schedule,
+            total_steps=total_steps,
+            l2=cfg.weight_decay,
+            **cfg.optimizer_kwargs(name),
+        )
         lrs, seeds = sweep.run_grid(cfg.lr_grid(name), cfg.seed + np.arange(cfg.seeds))
         params, opt_state = sweep.init_runs(tx, init_fn, sweep.seed_keys(seeds), lrs)
         return tx, lrs, seeds, params, opt_state
 
     # The run state: the finished optimizers' histories, and where the current one is.
     done, at = {}, {"index": 0, "epoch": 0, "history": []}
-    restored = ctx.restore(lambda record: dict(zip(
-        ("params", "opt_state"), arm(cfg.optimizers[record["index"]])[3:], strict=True)))
+    restored = ctx.restore(
+        lambda record: dict(
+            zip(("params", "opt_state"), arm(cfg.optimizers[record["index"]])[3:], strict=True)
+        )
+    )
     if restored is not None:
         _, arrays, record = restored
         done = record["done"]
-        at = {"index": record["index"], "epoch": record["epoch"], "history": record["history"],
-              **arrays}
+        at = {
+            "index": record["index"],
+            "epoch": record["epoch"],
+            "history": record["history"],
+            **arrays,
+        }
 
     bar = ctx.progress(total=len(cfg.optimizers) * cfg.epochs, unit="epoch")
     bar.update(at["index"] * cfg.epochs + at["epoch"])
-    for i, name in enumerate(cfg.optimizers[at["index"]:], start=at["index"]):
+    for i, name in enumerate(cfg.optimizers[at["index"] :], start=at["index"]):
         tx, lrs, seeds, params, opt_state = arm(name)
         resumed = i == at["index"] and "params" in at
         if resumed:
             params, opt_state = at["params"], at["opt_state"]
         base = jax.random.key(cfg.data_seed)
-        order = (jax.vmap(jax.random.fold_in, (None, 0))(base, jnp.asarray(seeds, jnp.uint32))
-                 if cfg.per_run_order else base)
+        order = (
+            jax.vmap(jax.random.fold_in, (None, 0))(base, jnp.asarray(seeds, jnp.uint32))
+            if cfg.per_run_order
+            else base
+        )
         ctx.say(f"{name}: {len(lrs)} runs ({len(set(lrs))} rates x {cfg.seeds} seeds)")
 
         def state_of(epoch, p, s, rows, i=i):
-            return ({"params": p, "opt_state": s},
-                    {"index": i, "epoch": epoch, "history": list(rows), "done": done})
+            return (
+                {"params": p, "opt_state": s},
+                {"index": i, "epoch": epoch, "history": list(rows), "done": done},
+            )
 
         result = ctx.fit(
             sweep.make_sweep_epoch(tx, cfg.batch_size, cfg.method, apply_fn, spec=spec),
-            params, opt_state, epochs=cfg.epochs, start_epoch=at["epoch"] if resumed else 0,
-            history=at["history"] if resumed else [], step_offset=i * cfg.epochs, label=name,
+            params,
+            opt_state,
+            epochs=cfg.epochs,
+            start_epoch=at["epoch"] if resumed else 0,
+            history=at["history"] if resumed else [],
+            step_offset=i * cfg.epochs,
+            label=name,
             epoch_args=lambda e, order=order: (x, labels, sweep.epoch_key(order, e), eval_sets),
             summarize=lambda m: {k: np.asarray(v, np.float64).tolist() for k, v in m.items()},
-            check_finite=False, state_of=state_of, after_epoch=lambda *_: bar.update(1))
-        done[name] = {"learning_rates": lrs.tolist(), "seeds": seeds.tolist(),
-                      "rows": result.history}
+            check_finite=False,
+            state_of=state_of,
+            after_epoch=lambda *_: bar.update(1),
+        )
+        done[name] = {
+            "learning_rates": lrs.tolist(),
+            "seeds": seeds.tolist(),
+            "rows": result.history,
+        }
     bar.close()
 
     records = {name: optimizer_record(**done[name]) for name in cfg.optimizers}
-    setup = {k: getattr(cfg, k) for k in ("epochs", "batch_size", "schedule", "weight_decay",
-                                          "seeds", "model")}
-    results = {"spec": spec.to_dict(),
-               "setup": {**setup, "source": ctx.data.source, "target": TARGET},
-               "optimizers": records, "table": plots.table_rows(records)}
+    setup = {
+        k: getattr(cfg, k)
+        for k in ("epochs", "batch_size", "schedule", "weight_decay", "seeds", "model")
+    }
+    results = {
+        "spec": spec.to_dict(),
+        "setup": {**setup, "source": ctx.data.source, "target": TARGET},
+        "optimizers": records,
+        "table": plots.table_rows(records),
+    }
     failed = [n for n, r in records.items() if r["summary"]["best_lr"] is None]
     if failed:  # the results are worth keeping: write them (and the plots), then fail
-        rundir.atomic_write_json(ctx.dir / rundir.RESULTS,
-                                 {"experiment": ctx.exp.name, **results, "timing_s": ctx.timing})
+        rundir.atomic_write_json(
+            ctx.dir / rundir.RESULTS,
+            {"experiment": ctx.exp.name, **results, "timing_s": ctx.timing},
+        )
         replot(ctx.exp, ctx.dir)
         print(plots.summary(results))
         raise runtime.RunFailed(
             f"every run of {', '.join(failed)} diverged (NaN/inf); try smaller learning rates "
-            f"(--lrs, --lr-ranges); the results are in {ctx.dir / rundir.RESULTS}", DIVERGED)
+            f"(--lrs, --lr-ranges); the results are in {ctx.dir / rundir.RESULTS}",
+            DIVERGED,
+        )
     return results
 
 
@@ -232,8 +308,13 @@ def optimizer_record(learning_rates, seeds, rows) -> dict:
     """One optimizer's results: its runs, their per-epoch metrics (epochs, R), the summary."""
     history = {k: [row[k] for row in rows] for k in rows[0] if k not in ("epoch", "train_time_s")}
     seconds = [row["train_time_s"] for row in rows]
-    return {"learning_rates": learning_rates, "seeds": seeds, "train_time_s": seconds,
-            "history": history, "summary": summarize(learning_rates, history, seconds)}
+    return {
+        "learning_rates": learning_rates,
+        "seeds": seeds,
+        "train_time_s": seconds,
+        "history": history,
+        "summary": summarize(learning_rates, history, seconds),
+    }
 
 
 def summarize(learning_rates, history: dict, train_time_s) -> dict:
@@ -253,17 +334,27 @@ def summarize(learning_rates, history: dict, train_time_s) -> dict:
     for lr in rates:
         ok = (lrs == lr) & finite
         test = h["test_accuracy"][-1, ok]
-        per_rate.append({"learning_rate": lr, "runs": int((lrs == lr).sum()),
-                         "diverged_runs": int(((lrs == lr) & ~finite).sum()),
-                         "final_validation_mean": mean(h["validation_accuracy"][-1, ok]),
-                         "final_test_mean": mean(test),
-                         "final_test_std": float(test.std(ddof=1)) if test.size > 1 else 0.0})
+        per_rate.append(
+            {
+                "learning_rate": lr,
+                "runs": int((lrs == lr).sum()),
+                "diverged_runs": int(((lrs == lr) & ~finite).sum()),
+                "final_validation_mean": mean(h["validation_accuracy"][-1, ok]),
+                "final_test_mean": mean(test),
+                "final_test_std": float(test.std(ddof=1)) if test.size > 1 else 0.0,
+            }
+        )
     final_test = h["test_accuracy"][-1, finite]
-    out = {"runs": len(lrs), "diverged_runs": int((~finite).sum()), "per_rate": per_rate,
-           "best_lr": None, "best_lr_at_grid_edge": False,
-           "reach": {f"{th:.2f}": {"epochs": None, "seconds": None} for th in THRESHOLDS},
-           "best_single_run_test": float(final_test.max()) if final_test.size else None,
-           "runs_reaching_target": int((final_test >= TARGET).sum())}
+    out = {
+        "runs": len(lrs),
+        "diverged_runs": int((~finite).sum()),
+        "per_rate": per_rate,
+        "best_lr": None,
+        "best_lr_at_grid_edge": False,
+        "reach": {f"{th:.2f}": {"epochs": None, "seconds": None} for th in THRESHOLDS},
+        "best_single_run_test": float(final_test.max()) if final_test.size else None,
+        "runs_reaching_target": int((final_test >= TARGET).sum()),
+    }
     eligible = [i for i, r in enumerate(per_rate) if r["diverged_runs"] == 0]
     if not eligible:
         return out
@@ -272,18 +363,29 @@ def summarize(learning_rates, history: dict, train_time_s) -> dict:
     per_run_s = np.asarray(train_time_s, dtype=float) / len(lrs)
     for th in THRESHOLDS:
         hit = np.flatnonzero(curve >= th)
-        out["reach"][f"{th:.2f}"] = {"epochs": int(hit[0]) + 1 if hit.size else None,
-                                     "seconds": float(per_run_s[hit[0]]) if hit.size else None}
+        out["reach"][f"{th:.2f}"] = {
+            "epochs": int(hit[0]) + 1 if hit.size else None,
+            "seconds": float(per_run_s[hit[0]]) if hit.size else None,
+        }
     chosen = per_rate[best]
-    return {**out, "best_lr": rates[best],
-            "best_lr_at_grid_edge": len(rates) > 1 and best in (0, len(rates) - 1),
-            "validation_mean": chosen["final_validation_mean"],
-            "test_mean": chosen["final_test_mean"], "test_std": chosen["final_test_std"]}
+    return {
+        **out,
+        "best_lr": rates[best],
+        "best_lr_at_grid_edge": len(rates) > 1 and best in (0, len(rates) - 1),
+        "validation_mean": chosen["final_validation_mean"],
+        "test_mean": chosen["final_test_mean"],
+        "test_std": chosen["final_test_std"],
+    }
 
 
 EXPERIMENT = runtime.Experiment(
-    name="compare_optimizers", description="Optimizers compared by learning-rate x seed sweeps.",
-    config=Config, run=run, plot=plots.plot, summary=plots.summary, quick=QUICK,
+    name="compare_optimizers",
+    description="Optimizers compared by learning-rate x seed sweeps.",
+    config=Config,
+    run=run,
+    plot=plots.plot,
+    summary=plots.summary,
+    quick=QUICK,
 )
 
 

@@ -20,9 +20,14 @@ SMALL = ["--quick", "--optimizers", "sgd,adam", "--checkpoint-every", "1"]
 
 
 def cli(*args, env=None, wait=True):
-    proc = subprocess.Popen([sys.executable, "-m", "experiments.compare_optimizers",
-                             *map(str, args)], cwd=ROOT, env={**os.environ, **(env or {})},
-                            text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "experiments.compare_optimizers", *map(str, args)],
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     if not wait:
         return proc
     out, err = proc.communicate(timeout=900)
@@ -33,8 +38,14 @@ def history(lrs, val, test, finite=None):
     """A one-epoch history of runs with the given final accuracies."""
     n = len(lrs)
     finite = [1.0] * n if finite is None else finite
-    return {"train_cost": [[0.1] * n], "finite": [finite], "validation_cost": [[0.1] * n],
-            "validation_accuracy": [val], "test_cost": [[0.1] * n], "test_accuracy": [test]}
+    return {
+        "train_cost": [[0.1] * n],
+        "finite": [finite],
+        "validation_cost": [[0.1] * n],
+        "validation_accuracy": [val],
+        "test_cost": [[0.1] * n],
+        "test_accuracy": [test],
+    }
 
 
 # --- the choice of the best rate (pure) ----------------------------------------------------------
@@ -57,8 +68,11 @@ def test_best_rate_is_chosen_on_validation_not_test(val_best):
 def test_a_diverged_rate_never_wins_even_when_it_evaluates_higher():
     """NaN params evaluate at ~chance (argmax of NaN): a diverged run must not be chosen."""
     lrs = [0.1, 1.0, 10.0]
-    s = co.summarize(lrs, history(lrs, [0.09, 0.11, float("nan")], [0.09, 0.11, 0.1],
-                                  finite=[1.0, 0.0, 0.0]), [1.0])
+    s = co.summarize(
+        lrs,
+        history(lrs, [0.09, 0.11, float("nan")], [0.09, 0.11, 0.1], finite=[1.0, 0.0, 0.0]),
+        [1.0],
+    )
     assert s["best_lr"] == 0.1 and s["diverged_runs"] == 2
     assert [r["diverged_runs"] for r in s["per_rate"]] == [0, 1, 1]
     assert s["per_rate"][1]["final_test_mean"] is None
@@ -76,24 +90,27 @@ def test_all_diverged_has_no_best_and_one_rate_is_no_edge():
 # --- flags ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["--lrs", "1e39"], "overflows float32"),
-    (["--lrs", "-1"], "--lrs"),
-    (["--lrs", "0.1,0.1"], "repeat"),
-    (["--lrs", "0.1", "--lr-ranges", "sgd=0.1:1"], "not both"),
-    (["--lr-ranges", "sgd=1:0.1"], "LO must be <= HI"),
-    (["--lr-ranges", "sgd:0.1"], "NAME=LO:HI"),
-    (["--lr-ranges", "lion=1e-4:1e-3"], "not among --optimizers"),
-    (["--optimizers", "adamm"], "unknown optimizer 'adamm'"),
-    (["--optimizers", "sgd,sgd"], "twice"),
-    (["--optimizer-args", "adam:beta1=0.9"], "no option 'beta1'"),
-    (["--optimizer-args", "lion:b1=0.9"], "NAME:KEY=VALUE"),
-    (["--n-lrs", "0"], "--n-lrs"),
-    (["--seeds", "0"], "--seeds"),
-    (["--validation", "0"], "never on test"),
-    (["--model", "flax", "--method", "backprop"], "--model bpjax"),
-    (["--weight-decay", "-1"], "--weight-decay"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--lrs", "1e39"], "overflows float32"),
+        (["--lrs", "-1"], "--lrs"),
+        (["--lrs", "0.1,0.1"], "repeat"),
+        (["--lrs", "0.1", "--lr-ranges", "sgd=0.1:1"], "not both"),
+        (["--lr-ranges", "sgd=1:0.1"], "LO must be <= HI"),
+        (["--lr-ranges", "sgd:0.1"], "NAME=LO:HI"),
+        (["--lr-ranges", "lion=1e-4:1e-3"], "not among --optimizers"),
+        (["--optimizers", "adamm"], "unknown optimizer 'adamm'"),
+        (["--optimizers", "sgd,sgd"], "twice"),
+        (["--optimizer-args", "adam:beta1=0.9"], "no option 'beta1'"),
+        (["--optimizer-args", "lion:b1=0.9"], "NAME:KEY=VALUE"),
+        (["--n-lrs", "0"], "--n-lrs"),
+        (["--seeds", "0"], "--seeds"),
+        (["--validation", "0"], "never on test"),
+        (["--model", "flax", "--method", "backprop"], "--model bpjax"),
+        (["--weight-decay", "-1"], "--weight-decay"),
+    ],
+)
 def test_bad_flag_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, args, needle):
     out = tmp_path / "run"
     with pytest.raises(SystemExit) as exc:
@@ -119,8 +136,9 @@ def test_quick_run_table_and_results(tmp_path, capsys):
     n_runs = 3 * 2  # QUICK: 3 rates x 2 seeds
     for name, row in zip(names, res["table"], strict=True):
         rec = res["optimizers"][name]
-        assert rec["learning_rates"] == [lr for lr in co.Config(n_lrs=3).lr_grid(name)
-                                         for _ in range(2)]
+        assert rec["learning_rates"] == [
+            lr for lr in co.Config(n_lrs=3).lr_grid(name) for _ in range(2)
+        ]
         assert rec["seeds"] == [0, 1] * 3 and len(rec["train_time_s"]) == 2
         for metric in ("train_cost", "finite", "validation_accuracy", "test_accuracy"):
             assert np.shape(rec["history"][metric]) == (2, n_runs), metric
@@ -144,10 +162,25 @@ def test_quick_run_table_and_results(tmp_path, capsys):
 @pytest.mark.slow
 def test_an_optimizer_whose_runs_all_diverge_exits_3_with_results(tmp_path):
     out = tmp_path / "run"
-    status, stdout, err = cli("--quick", "--optimizers", "sgd,adam", "--n-lrs", "1",
-                              "--lr-ranges", "sgd=30:30,adam=0.001:0.001", "--hidden", "identity",
-                              "--output", "identity", "--model", "flax", "--optimizer-args",
-                              "adam:b1=0.8", "--out", out)
+    status, stdout, err = cli(
+        "--quick",
+        "--optimizers",
+        "sgd,adam",
+        "--n-lrs",
+        "1",
+        "--lr-ranges",
+        "sgd=30:30,adam=0.001:0.001",
+        "--hidden",
+        "identity",
+        "--output",
+        "identity",
+        "--model",
+        "flax",
+        "--optimizer-args",
+        "adam:b1=0.8",
+        "--out",
+        out,
+    )
     assert status == 3, err
     last = err.strip().splitlines()[-1]
     assert "every run of sgd diverged" in last and "adam" not in last.split("diverged")[0]
@@ -160,8 +193,10 @@ def test_an_optimizer_whose_runs_all_diverge_exits_3_with_results(tmp_path):
 
 
 def _strip(results):
-    return {name: {k: v for k, v in rec.items() if k != "train_time_s"}
-            for name, rec in results["optimizers"].items()}
+    return {
+        name: {k: v for k, v in rec.items() if k != "train_time_s"}
+        for name, rec in results["optimizers"].items()
+    }
 
 
 @pytest.mark.slow
@@ -180,6 +215,7 @@ def test_kill_9_mid_sweep_then_resume_is_bit_identical(tmp_path):
     status, _, err = cli("--resume", tmp_path / "killed")
     assert status == 0, err
     assert "resuming from checkpoint 4" in err and "sgd:" not in err
-    whole, resumed = (json.loads((tmp_path / d / "results.json").read_text())
-                      for d in ("whole", "killed"))
+    whole, resumed = (
+        json.loads((tmp_path / d / "results.json").read_text()) for d in ("whole", "killed")
+    )
     assert _strip(whole) == _strip(resumed)

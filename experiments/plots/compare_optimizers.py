@@ -100,13 +100,22 @@ def table_rows(records: dict) -> list[dict]:
     for name, rec in records.items():
         s = rec["summary"]
         best_run = s["best_single_run_test"]
-        row = {"optimizer": name, "best lr": "—", "val acc": "—", "test acc": "all diverged",
-               "best run": "—" if best_run is None else f"{100 * best_run:.2f}"}
+        row = {
+            "optimizer": name,
+            "best lr": "—",
+            "val acc": "—",
+            "test acc": "all diverged",
+            "best run": "—" if best_run is None else f"{100 * best_run:.2f}",
+        }
         if s["best_lr"] is not None:
             edge = " (edge)" if s["best_lr_at_grid_edge"] else ""
-            row.update({"best lr": f"{s['best_lr']:.3g}{edge}",
-                        "val acc": f"{100 * s['validation_mean']:.2f}",
-                        "test acc": f"{100 * s['test_mean']:.2f} ± {100 * s['test_std']:.2f}"})
+            row.update(
+                {
+                    "best lr": f"{s['best_lr']:.3g}{edge}",
+                    "val acc": f"{100 * s['validation_mean']:.2f}",
+                    "test acc": f"{100 * s['test_mean']:.2f} ± {100 * s['test_std']:.2f}",
+                }
+            )
         for th, r in s["reach"].items():
             th = float(th)
             row[f"ep→{th:.0%}"] = "—" if r["epochs"] is None else str(r["epochs"])
@@ -126,13 +135,19 @@ def summary(results: dict) -> str:
     def line(cells):
         return "| " + " | ".join(f"{c:<{w}}" for c, w in zip(cells, widths, strict=True)) + " |"
 
-    reached = ", ".join(f"{n} {r['summary']['runs_reaching_target']}"
-                        for n, r in results["optimizers"].items())
-    return "\n".join([
-        f"{setup['model']} model, {setup['epochs']} epochs, batch {setup['batch_size']}, "
-        f"{setup['schedule']} schedule, weight decay {float(setup['weight_decay']):g}; "
-        f"data {setup['source']}",
-        f"best lr by validation; test acc mean ± std over {setup['seeds']} seeds; s = seconds "
-        "per run (the sweep's training time / its runs)",
-        line(cols), line(["-" * w for w in widths]), *(line([r[c] for c in cols]) for r in rows),
-        f"runs with test accuracy >= {setup['target']:.0%} at the end: {reached}"])
+    reached = ", ".join(
+        f"{n} {r['summary']['runs_reaching_target']}" for n, r in results["optimizers"].items()
+    )
+    return "\n".join(
+        [
+            f"{setup['model']} model, {setup['epochs']} epochs, batch {setup['batch_size']}, "
+            f"{setup['schedule']} schedule, weight decay {float(setup['weight_decay']):g}; "
+            f"data {setup['source']}",
+            f"best lr by validation; test acc mean ± std over {setup['seeds']} seeds; s = seconds "
+            "per run (the sweep's training time / its runs)",
+            line(cols),
+            line(["-" * w for w in widths]),
+            *(line([r[c] for c in cols]) for r in rows),
+            f"runs with test accuracy >= {setup['target']:.0%} at the end: {reached}",
+        ]
+    )
