@@ -1,70 +1,58 @@
-"""Compare optimizers on the sigmoid MLP: a learning-rate x seed sweep per optimizer, vmapped.
+"""Compare optimizers on the MLP: a learning-rate x seed sweep per optimizer, vmapped.
 
-Usage::
+    python -m experiments.compare_optimizers --validation 10000      # the default sweep
+    python -m experiments.compare_optimizers --quick                 # seconds, embedded digits
+    python -m experiments.compare_optimizers --validation 10000 --epochs 20 \\
+        --schedule constant --weight-decay 0                         # the 20-epoch table
+    python -m experiments.compare_optimizers --validation 10000 --optimizers sgd,lion \\
+        --lr-ranges lion=1e-4:1e-2 --per-optimizer-args lion:b1=0.95 --model flax
+    python -m experiments.compare_optimizers --resume runs/compare_optimizers/<run>
 
-    python -m experiments.compare_optimizers            # the default run (full MNIST if found)
-    python -m experiments.compare_optimizers --quick    # a smoke run on the embedded 5k digits
-    python -m experiments.compare_optimizers --optimizers sgd,adam,lion --epochs 10
-    python -m experiments.compare_optimizers --opt-kwarg adamw:weight_decay=1e-3 \\
-        --lr-range adam=1e-4:1e-1 --schedule cosine --model flax --per-run-order
+Every optimizer (``--optimizers``: momentum, nesterov or any optax optimizer taking a
+learning_rate; options via ``--per-optimizer-args NAME:KEY=VALUE``) trains at ``--n-lrs`` rates
+spaced evenly in log over its range (``DEFAULT_LR_RANGES``, ``--lr-ranges NAME=LO:HI``), or at
+``--lrs`` for all, times ``--seeds`` initial-weight seeds (``--seed``, ``--seed`` + 1, ...). All
+runs of one optimizer train together in ONE compiled program (``bpjax.sweep``: the train step
+vmapped over the run axis, each run's learning rate kept in its optimizer state), evaluated on
+the validation and test splits after every epoch, with one mini-batch order (``--data-seed``)
+unless ``--per-run-order``. ``--model flax`` trains ``bpjax.flax_mlp`` from the same weights
+through the same sweep; ``--hidden/--output/--cost`` set the model of either.
 
-Every optimizer (default: sgd, sgd+momentum 0.9, nesterov, adam, adamw, rmsprop, adagrad) is
-trained at ``--n-lrs`` learning rates spaced evenly in log over its range (``DEFAULT_LR_RANGES``,
-or ``--lr-range NAME=LO:HI``) times ``--seeds`` seeds. All runs of one optimizer train together
-in ONE compiled program: ``bpjax.sweep`` vmaps the train step over the run axis, and
-``optax.inject_hyperparams`` keeps each run's learning rate in its optimizer state. Seeds vary the
-initial weights; every run sees the same mini-batch order (one shuffle key per epoch, so the
-batch is gathered once for all runs) unless ``--per-run-order`` gives each seed its own.
-Validation and test accuracy are computed in the same program after every epoch. Any optax
-optimizer is usable by name (``bpjax.optimizers.available_optimizers()``), with options through
-``--opt-kwarg NAME:KEY=VALUE``; ``--model flax`` trains the Flax NNX MLP (``bpjax.flax_mlp``,
-started from the same weights) through the same loop.
+The best rate of an optimizer has the highest seed-mean final VALIDATION accuracy among the rates
+whose runs all stayed finite, so ``--validation`` must be >= 1; its TEST accuracy is reported
+(mean +- std over seeds) with the epochs and seconds (the sweep's training time / its runs) until
+the seed mean first reaches 90% and 95%. Diverged (NaN/inf) runs are counted in the table and
+never chosen; if every run of an optimizer diverged, the results are written and the exit status
+is 3. Defaults are the shared recipe every script starts from (60 epochs, cosine schedule, weight
+decay 3e-5, batch 100): the optimizers are compared on the network the other experiments train,
+and ``--epochs`` means the same in every script; the older 20-epoch constant-rate comparison is
+the third command. Checkpoints every ``--checkpoint-every`` epochs (step = optimizers done x
+epochs + epoch); ``--resume`` continues bit-identically.
 
-The best learning rate of an optimizer maximises the final VALIDATION accuracy averaged over
-seeds (``--validation`` examples carved off the training set); the TEST accuracy of that rate is
-reported: mean +- std over seeds, and the epochs and seconds until its seed-mean first reaches
-90% and 95%. Seconds are wall-clock seconds of the vmapped sweep up to that epoch divided by the
-number of runs in it (the amortised time of one run, evaluation included, compilation excluded).
-
-Output (``--out``, default ``runs/compare_optimizers/<timestamp>/``): ``config.json`` (config,
-data source, package versions), ``results.json`` (every run's per-epoch train cost, validation
-and test cost and accuracy, finiteness; per-epoch and compile seconds; the summary table), and,
-drawn from results.json, ``accuracy_vs_epoch.png`` (test accuracy of each optimizer's best rate,
-seed mean with a +-1 std band) and ``sensitivity.png`` (final test accuracy vs learning rate per
-optimizer). The table is printed at the end. Bad flags exit 2 with a one-line message.
-
-Measured (2 shared CPU cores, full MNIST 50k/10k/10k, default flags: 7 optimizers x 5 rates x
-3 seeds = 105 runs of 784-16-16-10, 20 epochs, batch 100): 96 s in all (~1 s compile per
-optimizer). Every optimizer, tuned, ends at 94.3-94.8% test accuracy (seed mean; sgd 94.60 +-
-0.66 at lr 1, nesterov 94.75 +- 0.19 at lr 0.1, adam 94.33 +- 0.32 at lr 3e-3). All reach 90%
-in 3-4 epochs and none reaches 95% on average in 20. The best single run gets 95.36%. No run
-reaches 3Blue1Brown's 96%, not even with 60 cosine-decayed epochs (best run 95.73%) or batch 10
-(95.79%). The tables are in docs/compare_optimizers.md. --quick takes ~12 s.
+Writes ``config.json``, ``results.json`` (per optimizer: each run's rate, seed and per-epoch
+train cost, validation/test cost and accuracy and finiteness; the summary; the table; timing),
+``accuracy_vs_epoch.png`` and ``sensitivity.png`` (``experiments/plots/compare_optimizers.py``).
+Measured: docs/compare_optimizers.md.
 """
 
 from __future__ import annotations
 
-import argparse
-import ast
 import dataclasses
-import math
-import sys
-import time
-from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
-from tqdm import tqdm
 
-import bpjax
-from bpjax import flax_mlp, optimizers, sweep
-from bpjax.data import MissingDependencyError, MnistFormatError, MnistNotFoundError, load_mnist
-from bpjax.grads import METHODS
-from experiments import common
+from bpjax import optimizers
+from experiments import runtime
+from experiments.plots import compare_optimizers as plots
+from experiments.runtime import evaluation, options, rundir
+from experiments.runtime.cli import ConfigError, flag
+from experiments.runtime.options import DecayOptions
+from experiments.runtime.session import DIVERGED, replot
 
-PROG = "compare_optimizers"
-# Learning-rate ranges (lowest, highest) for this network and cost, each wide enough that the
-# best rate lies inside (found with a 13-point grid from 1e-4 to 1e2, 30 epochs, seed 0).
+# (lowest, highest) learning rate per optimizer, each wide enough that the best rate lies inside
+# (found with a 13-point grid from 1e-4 to 1e2, 30 epochs, constant rate, seed 0).
 DEFAULT_LR_RANGES = {
     "sgd": (0.1, 10.0),
     "momentum": (0.01, 1.0),
@@ -80,413 +68,329 @@ TARGET = 0.96  # 3Blue1Brown's figure for this network
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
-    optimizers: tuple[str, ...] = optimizers.OPTIMIZERS
-    # (optimizer, (learning rates...)) for each optimizer, in order
-    learning_rates: tuple[tuple[str, tuple[float, ...]], ...] = ()
-    # (optimizer, option, value) passed to the optax function
-    opt_kwargs: tuple[tuple[str, str, object], ...] = ()
-    seeds: tuple[int, ...] = (0, 1, 2)
-    epochs: int = 20
-    batch_size: int = 100
-    schedule: str = "constant"
-    sizes: tuple[int, ...] = (784, 16, 16, 10)
-    init: str = "scaled"
-    model: str = "bpjax"
-    method: str = "autodiff"
-    per_run_order: bool = False
-    data_seed: int = 0
-    source: str = "auto"
-    data_dir: str | None = None
-    validation: int = 10_000
-    out: str | None = None
-    quick: bool = False
-
-    def kwargs_for(self, name: str) -> dict:
-        return {key: value for opt, key, value in self.opt_kwargs if opt == name}
-
-    def lrs_for(self, name: str) -> tuple[float, ...]:
-        return dict(self.learning_rates)[name]
-
-
-# Flags whose defaults --quick replaces (unless given): a run of seconds on the embedded digits.
-QUICK = {"epochs": 2, "n_lrs": 3, "seeds": 2, "source": "mnist5k", "validation": 1000}
-DEFAULTS = {"epochs": 20, "n_lrs": 5, "seeds": 3, "source": "auto", "validation": 10_000}
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog=f"python -m experiments.{PROG}", description=__doc__.split("\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+class Config(
+    runtime.DataOptions,
+    runtime.ModelOptions,
+    DecayOptions,
+    runtime.TrainingOptions,
+    runtime.RunOptions,
+):
+    optimizers: tuple[str, ...] = flag(
+        optimizers.OPTIMIZERS,
+        "optimizers by name: momentum, nesterov, or any optax optimizer taking a learning_rate",
+        metavar="NAME,...",
     )
-    p.add_argument("--optimizers", default=",".join(optimizers.OPTIMIZERS),
-                   help="comma-separated optimizer names (any optax optimizer by name)")
-    p.add_argument("--n-lrs", type=int, default=None, help="learning rates per optimizer (5)")
-    p.add_argument("--lr-range", action="append", default=[], metavar="NAME=LO:HI",
-                   help="learning-rate range of one optimizer (repeatable)")
-    p.add_argument("--lrs", default=None,
-                   help="comma-separated learning rates for every optimizer (overrides ranges)")
-    p.add_argument("--opt-kwarg", action="append", default=[], metavar="NAME:KEY=VALUE",
-                   help="an option of one optimizer, e.g. adamw:weight_decay=1e-3 (repeatable)")
-    p.add_argument("--seeds", type=int, default=None, help="seeds per learning rate (3)")
-    p.add_argument("--epochs", type=int, default=None, help="epochs per run (20)")
-    p.add_argument("--batch-size", type=int, default=100)
-    p.add_argument("--schedule", default="constant", choices=optimizers.SCHEDULES,
-                   help="learning-rate schedule over the run (peak = the swept rate)")
-    p.add_argument("--sizes", default="784,16,16,10", help="layer sizes, input first")
-    p.add_argument("--init", default="scaled", choices=bpjax.INITS)
-    p.add_argument("--model", default="bpjax", choices=("bpjax", "flax"),
-                   help="bpjax's pure network or the Flax NNX MLP (same weights)")
-    p.add_argument("--method", default="autodiff", choices=METHODS,
-                   help="gradient: jax.grad or the hand backward pass (bpjax model only)")
-    p.add_argument("--per-run-order", action="store_true",
-                   help="each seed its own mini-batch order (default: one order for all runs)")
-    p.add_argument("--data-seed", type=int, default=0, help="seed of the mini-batch order")
-    p.add_argument("--source", default=None, help="MNIST source: auto, idx, tfds, mnist5k")
-    p.add_argument("--data-dir", default=None, help="directory of the MNIST IDX files")
-    p.add_argument("--validation", type=int, default=None,
-                   help="training examples held out to pick the learning rate (10000)")
-    p.add_argument("--out", default=None, help="output directory (must not exist or be empty)")
-    p.add_argument("--quick", action="store_true",
-                   help="smoke run: mnist5k, 2 epochs, 3 rates, 2 seeds (explicit flags win)")
-    return p
-
-
-def parse_value(text: str):
-    """``"1e-3"`` -> 0.001, ``"True"`` -> True, ``"none"`` -> None; else the text itself."""
-    if text.lower() == "none":
-        return None
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
-
-
-def lr_grid(low: float, high: float, n: int) -> tuple[float, ...]:
-    """``n`` rates evenly spaced in log from ``low`` to ``high`` (the geometric mean if n = 1)."""
-    if n == 1:
-        return (float(math.sqrt(low * high)),)
-    return tuple(float(f"{v:.4g}") for v in np.geomspace(low, high, n))
-
-
-def positive_float(parser, flag: str, text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        parser.error(f"{flag}: {text!r} is not a number")
-    if not (math.isfinite(value) and value > 0):
-        parser.error(f"{flag}: learning rates must be finite and > 0, got {text}")
-    return value
-
-
-def parse_config(parser: argparse.ArgumentParser, argv=None) -> Config:
-    """The Config from the command line; every bad flag is ``parser.error`` (exit 2)."""
-    args = parser.parse_args(argv)
-    pick = lambda name: getattr(args, name) if getattr(args, name) is not None else (  # noqa: E731
-        QUICK if args.quick else DEFAULTS)[name]
-    epochs, n_lrs, n_seeds = pick("epochs"), pick("n_lrs"), pick("seeds")
-    for flag, value in [("--epochs", epochs), ("--n-lrs", n_lrs), ("--seeds", n_seeds),
-                        ("--batch-size", args.batch_size)]:
-        if value < 1:
-            parser.error(f"{flag} must be >= 1, got {value}")
-    if pick("validation") < 1:
-        parser.error("--validation must be >= 1: the learning rate is tuned on it")
-
-    names = tuple(n.strip() for n in args.optimizers.split(",") if n.strip())
-    if not names:
-        parser.error("--optimizers is empty")
-    if len(set(names)) != len(names):
-        parser.error(f"--optimizers lists a name twice: {args.optimizers}")
-    for name in names:
-        try:
-            optimizers.optimizer_factory(name)
-        except ValueError as e:
-            parser.error(f"--optimizers: {e}")
-
-    opt_kwargs = []
-    for item in args.opt_kwarg:
-        name, sep, rest = item.partition(":")
-        key, eq, value = rest.partition("=")
-        if not sep or not eq or not key:
-            parser.error(f"--opt-kwarg must look like NAME:KEY=VALUE, got {item!r}")
-        if name not in names:
-            parser.error(f"--opt-kwarg {item!r}: {name!r} is not among --optimizers")
-        opt_kwargs.append((name, key, parse_value(value)))
-
-    ranges = dict(DEFAULT_LR_RANGES)
-    for item in args.lr_range:
-        name, eq, span = item.partition("=")
-        low, colon, high = span.partition(":")
-        if not eq or not colon:
-            parser.error(f"--lr-range must look like NAME=LO:HI, got {item!r}")
-        if name not in names:
-            parser.error(f"--lr-range {item!r}: {name!r} is not among --optimizers")
-        low_v = positive_float(parser, "--lr-range", low)
-        high_v = positive_float(parser, "--lr-range", high)
-        if low_v > high_v:
-            parser.error(f"--lr-range {item!r}: LO must be <= HI")
-        ranges[name] = (low_v, high_v)
-    if args.lrs is not None:
-        fixed = tuple(positive_float(parser, "--lrs", t) for t in args.lrs.split(","))
-        learning_rates = tuple((name, fixed) for name in names)
-    else:
-        learning_rates = tuple(
-            (name, lr_grid(*ranges.get(name, FALLBACK_LR_RANGE), n_lrs)) for name in names
-        )
-
-    try:
-        sizes = common.parse_sizes(args.sizes)
-    except ValueError as e:
-        parser.error(str(e))
-    if len(sizes) < 2 or min(sizes) < 1 or sizes[-1] != 10:
-        parser.error(f"--sizes needs >= 2 sizes, each >= 1, ending in 10 classes, got {args.sizes}")
-    if args.model == "flax" and args.method != "autodiff":
-        parser.error("--method backprop is bpjax's own network; use --model bpjax")
-
-    cfg = Config(
-        optimizers=names, learning_rates=learning_rates, opt_kwargs=tuple(opt_kwargs),
-        seeds=tuple(range(n_seeds)), epochs=epochs, batch_size=args.batch_size,
-        schedule=args.schedule, sizes=sizes, init=args.init, model=args.model,
-        method=args.method, per_run_order=args.per_run_order, data_seed=args.data_seed,
-        source=pick("source"), data_dir=args.data_dir, validation=pick("validation"),
-        out=args.out, quick=args.quick,
+    lrs: tuple[float, ...] = flag(
+        (),
+        "learning rates (peaks) for every optimizer, instead of "
+        "--n-lrs rates over each one's range",
+        metavar="LR,...",
     )
-    for name in names:  # bad options fail here, naming the valid ones, before any data loads
-        try:
-            optimizers.make_sweep_optimizer(
-                name, schedule=cfg.schedule, total_steps=1, **cfg.kwargs_for(name)
+    lr_ranges: tuple[str, ...] = flag(
+        (), "learning-rate ranges replacing the defaults", metavar="NAME=LO:HI,..."
+    )
+    n_lrs: int = flag(5, "learning rates per optimizer, evenly spaced in log over its range")
+    seeds: int = flag(3, "initial-weight seeds per learning rate: --seed, --seed + 1, ...")
+    per_run_order: bool = flag(
+        False, "each seed its own mini-batch order (default: one order for every run)"
+    )
+    data_seed: int = flag(0, "seed of the mini-batch order")
+    model: str = flag(
+        "bpjax",
+        "bpjax's pure network or the Flax NNX MLP (same initial weights)",
+        choices=("bpjax", "flax"),
+    )
+    per_optimizer_args: tuple[str, ...] = flag(
+        (), "options of one optimizer, e.g. adamw:weight_decay=1e-3", metavar="NAME:KEY=VALUE,..."
+    )
+
+    def optimizer_kwargs(self, name: str) -> dict:
+        own = [
+            rest for opt, _, rest in (a.partition(":") for a in self.per_optimizer_args) if opt == name
+        ]
+        return options.parse_kwargs(own, "per_optimizer_args")
+
+    def lr_ranges_dict(self) -> dict[str, tuple[float, float]]:
+        ranges = dict(DEFAULT_LR_RANGES)
+        for item in self.lr_ranges:
+            name, eq, span = item.partition("=")
+            try:
+                low, high = (float(v) for v in span.split(":"))
+            except ValueError:
+                raise ConfigError(f"--lr-ranges expects NAME=LO:HI, got {item!r}") from None
+            if not eq or name not in self.optimizers:
+                raise ConfigError(f"--lr-ranges {item!r}: {name!r} is not among --optimizers")
+            for value in (low, high):
+                options.positive_rate("lr_ranges", value)
+            if low > high:
+                raise ConfigError(f"--lr-ranges {item!r}: LO must be <= HI")
+            ranges[name] = (low, high)
+        return ranges
+
+    def lr_grid(self, name: str) -> tuple[float, ...]:
+        """The learning rates of optimizer ``name``."""
+        if self.lrs:
+            return self.lrs
+        low, high = self.lr_ranges_dict().get(name, FALLBACK_LR_RANGE)
+        if self.n_lrs == 1:
+            return (float(np.sqrt(low * high)),)
+        return tuple(float(f"{v:.4g}") for v in np.geomspace(low, high, self.n_lrs))
+
+    def check(self) -> None:
+        super().check()
+        options.at_least("n_lrs", self.n_lrs)
+        options.at_least("seeds", self.seeds)
+        if self.validation < 1:
+            raise ConfigError(
+                "--validation must be >= 1: the learning rate is chosen on the "
+                "validation split, never on test (e.g. --validation 10000)"
             )
-        except (ValueError, TypeError) as e:
-            parser.error(f"--opt-kwarg: {e}")
-    return cfg
+        if self.seed + self.seeds > 2**32 or not 0 <= self.data_seed < 2**32:
+            raise ConfigError("--seed + --seeds and --data-seed must stay below 2^32")
+        if self.model == "flax" and self.method != "autodiff":
+            raise ConfigError("--method backprop is bpjax's own network; use --model bpjax")
+        if len(set(self.optimizers)) != len(self.optimizers):
+            raise ConfigError(f"--optimizers lists a name twice: {','.join(self.optimizers)}")
+        if self.lrs and self.lr_ranges:
+            raise ConfigError("give --lrs (one grid for all) or --lr-ranges, not both")
+        for lr in self.lrs:
+            options.positive_rate("lrs", lr)
+        for item in self.per_optimizer_args:
+            if item.partition(":")[0] not in self.optimizers:
+                raise ConfigError(
+                    f"--per-optimizer-args {item!r}: expects NAME:KEY=VALUE with NAME "
+                    "among --optimizers"
+                )
+        for name in self.optimizers:
+            try:
+                optimizers.optimizer_factory(name)
+            except ValueError as e:
+                raise ConfigError(f"--optimizers: {e}") from None
+            grid = self.lr_grid(name)
+            if len(set(grid)) != len(grid):
+                raise ConfigError(f"{name}'s learning rates repeat: {grid} (--lrs/--lr-ranges)")
+            try:
+                optimizers.make_sweep_optimizer(
+                    name,
+                    schedule=self.schedule,
+                    total_steps=1,
+                    l2=self.weight_decay,
+                    **self.optimizer_kwargs(name),
+                )
+            except (TypeError, ValueError) as e:
+                raise ConfigError(f"--per-optimizer-args: {e}") from None
 
 
-def load_data(parser, cfg: Config):
-    try:
-        ds = load_mnist(cfg.source, cfg.data_dir, validation=cfg.validation)
-    except (MnistNotFoundError, MnistFormatError, MissingDependencyError, ValueError) as e:
-        parser.error(f"data: {e}")
-    if ds.x_train.shape[1] != cfg.sizes[0]:
-        parser.error(f"--sizes starts with {cfg.sizes[0]} but the images have "
-                     f"{ds.x_train.shape[1]} pixels")
-    if cfg.batch_size > ds.x_train.shape[0]:
-        parser.error(f"--batch-size {cfg.batch_size} exceeds the {ds.x_train.shape[0]} "
-                     "training examples")
-    return ds
+QUICK = {
+    "epochs": 2,
+    "n_lrs": 3,
+    "seeds": 2,
+    "batch_size": 20,
+    "source": "mnist5k",
+    "validation": 1000,
+}
 
 
-def model_fns(cfg: Config):
-    """(init_fn: key -> params, apply_fn or None) for the chosen model."""
+def run(cfg: Config, ctx: runtime.Context) -> dict:
+    from bpjax import flax_mlp, init_params, sweep
+
+    spec = cfg.spec()
+    data = evaluation.device_data(ctx.data)
+    x, labels = data["train"]
+    eval_sets = {name: data[name] for name in ("validation", "test")}
+    total_steps = cfg.epochs * (x.shape[0] // cfg.batch_size)
     if cfg.model == "flax":
-        return flax_mlp.make_init_fn(cfg.sizes, cfg.init), flax_mlp.make_apply_fn(cfg.sizes)
-    return (lambda key: bpjax.init_params(key, cfg.sizes, init=cfg.init)), None
-
-
-def run_optimizer(cfg: Config, name: str, data: dict, steps_per_epoch: int, bar) -> dict:
-    """Train every (learning rate, seed) run of one optimizer together; its record for JSON."""
-    lrs, seeds = sweep.run_grid(cfg.lrs_for(name), cfg.seeds)
-    tx = optimizers.make_sweep_optimizer(
-        name, schedule=cfg.schedule, total_steps=cfg.epochs * steps_per_epoch,
-        **cfg.kwargs_for(name),
-    )
-    init_fn, apply_fn = model_fns(cfg)
-    params, opt_state = sweep.init_runs(tx, init_fn, sweep.seed_keys(seeds), lrs)
-    if cfg.per_run_order:
-        order_key = sweep.seed_keys(seeds + 1_000_003 * (cfg.data_seed + 1))
+        init_fn = flax_mlp.make_init_fn(cfg.sizes, cfg.init)
+        apply_fn = flax_mlp.make_apply_fn(cfg.sizes, spec=spec)
     else:
-        order_key = jax.random.key(cfg.data_seed)
-    eval_sets = {"val": (data["x_val"], data["y_val"]), "test": (data["x_test"], data["y_test"])}
-    x, labels = data["x_train"], data["y_train"]
-    epoch_fn = sweep.make_sweep_epoch(tx, cfg.batch_size, cfg.method, apply_fn)
+        init_fn, apply_fn = (lambda key: init_params(key, cfg.sizes, init=cfg.init)), None
 
-    t0 = time.perf_counter()
-    compiled = epoch_fn.lower(
-        params, opt_state, x, labels, sweep.epoch_key(order_key, 0), eval_sets
-    ).compile()
-    compile_s = time.perf_counter() - t0
-    rows, seconds = [], []
-    for e in range(cfg.epochs):
-        t0 = time.perf_counter()
-        params, opt_state, metrics = compiled(
-            params, opt_state, x, labels, sweep.epoch_key(order_key, e), eval_sets
+    def arm(name):
+        tx = optimizers.make_sweep_optimizer(
+            name,
+            schedule=cfg.schedule,
+            total_steps=total_steps,
+            l2=cfg.weight_decay,
+            **cfg.optimizer_kwargs(name),
         )
-        metrics = jax.device_get(metrics)  # waits for the epoch: the time is the epoch's
-        seconds.append(time.perf_counter() - t0)
-        rows.append({k: np.asarray(v, dtype=np.float64) for k, v in metrics.items()})
-        bar.set_postfix_str(f"{name}: best val {rows[-1]['val_accuracy'].max():.4f}")
-        bar.update(1)
-    history = {k: np.stack([r[k] for r in rows]) for k in rows[0]}  # (epochs, runs)
+        lrs, seeds = sweep.run_grid(cfg.lr_grid(name), cfg.seed + np.arange(cfg.seeds))
+        params, opt_state = sweep.init_runs(tx, init_fn, sweep.seed_keys(seeds), lrs)
+        return tx, lrs, seeds, params, opt_state
+
+    # The run state: the finished optimizers' histories, and where the current one is.
+    done, at = {}, {"index": 0, "epoch": 0, "history": []}
+    restored = ctx.restore(
+        lambda record: dict(
+            zip(("params", "opt_state"), arm(cfg.optimizers[record["index"]])[3:], strict=True)
+        )
+    )
+    if restored is not None:
+        _, arrays, record = restored
+        done = record["done"]
+        at = {
+            "index": record["index"],
+            "epoch": record["epoch"],
+            "history": record["history"],
+            **arrays,
+        }
+
+    bar = ctx.progress(total=len(cfg.optimizers) * cfg.epochs, unit="epoch")
+    bar.update(at["index"] * cfg.epochs + at["epoch"])
+    for i, name in enumerate(cfg.optimizers[at["index"] :], start=at["index"]):
+        tx, lrs, seeds, params, opt_state = arm(name)
+        resumed = i == at["index"] and "params" in at
+        if resumed:
+            params, opt_state = at["params"], at["opt_state"]
+        base = jax.random.key(cfg.data_seed)
+        order = (
+            jax.vmap(jax.random.fold_in, (None, 0))(base, jnp.asarray(seeds, jnp.uint32))
+            if cfg.per_run_order
+            else base
+        )
+        ctx.say(f"{name}: {len(lrs)} runs ({len(set(lrs))} rates x {cfg.seeds} seeds)")
+
+        def state_of(epoch, p, s, rows, i=i):
+            return (
+                {"params": p, "opt_state": s},
+                {"index": i, "epoch": epoch, "history": list(rows), "done": done},
+            )
+
+        result = ctx.fit(
+            sweep.make_sweep_epoch(tx, cfg.batch_size, cfg.method, apply_fn, spec=spec),
+            params,
+            opt_state,
+            epochs=cfg.epochs,
+            start_epoch=at["epoch"] if resumed else 0,
+            history=at["history"] if resumed else [],
+            step_offset=i * cfg.epochs,
+            label=name,
+            epoch_args=lambda e, order=order: (x, labels, sweep.epoch_key(order, e), eval_sets),
+            summarize=lambda m: {k: np.asarray(v, np.float64).tolist() for k, v in m.items()},
+            check_finite=False,
+            state_of=state_of,
+            after_epoch=lambda *_: bar.update(1),
+        )
+        done[name] = {
+            "learning_rates": lrs.tolist(),
+            "seeds": seeds.tolist(),
+            "rows": result.history,
+        }
+    bar.close()
+
+    records = {name: optimizer_record(**done[name]) for name in cfg.optimizers}
+    setup = {
+        k: getattr(cfg, k)
+        for k in ("epochs", "batch_size", "schedule", "weight_decay", "seeds", "model")
+    }
+    results = {
+        "spec": spec.to_dict(),
+        "setup": {**setup, "source": ctx.data.source, "target": TARGET},
+        "optimizers": records,
+        "table": plots.table_rows(records),
+    }
+    failed = [n for n, r in records.items() if r["summary"]["best_lr"] is None]
+    if failed:  # the results are worth keeping: write them (and the plots), then fail
+        rundir.atomic_write_json(
+            ctx.dir / rundir.RESULTS,
+            {"experiment": ctx.exp.name, **results, "timing_s": ctx.timing},
+        )
+        replot(ctx.exp, ctx.dir)
+        print(plots.summary(results))
+        raise runtime.RunFailed(
+            f"every run of {', '.join(failed)} diverged (NaN/inf); try smaller learning rates "
+            f"(--lrs, --lr-ranges); the results are in {ctx.dir / rundir.RESULTS}",
+            DIVERGED,
+        )
+    return results
+
+
+def optimizer_record(learning_rates, seeds, rows) -> dict:
+    """One optimizer's results: its runs, their per-epoch metrics (epochs, R), the summary."""
+    history = {k: [row[k] for row in rows] for k in rows[0] if k not in ("epoch", "train_time_s")}
+    seconds = [row["train_time_s"] for row in rows]
     return {
-        "learning_rates": lrs, "seeds": seeds, "compile_seconds": compile_s,
-        "epoch_seconds": seconds, "history": history,
-        "summary": summarize(lrs, seeds, history, seconds),
+        "learning_rates": learning_rates,
+        "seeds": seeds,
+        "train_time_s": seconds,
+        "history": history,
+        "summary": summarize(learning_rates, history, seconds),
     }
 
 
-def first_epoch_reaching(curve: np.ndarray, threshold: float) -> int | None:
-    """1-based epoch at which ``curve`` (epochs,) first reaches ``threshold``; None if never."""
-    hits = np.flatnonzero(curve >= threshold)
-    return int(hits[0]) + 1 if hits.size else None
+def summarize(learning_rates, history: dict, train_time_s) -> dict:
+    """The best rate: the highest seed-mean final VALIDATION accuracy among the rates whose runs
+    all stayed finite (a diverged run evaluates at chance or NaN: it must never win); that rate's
+    test accuracy, and the epochs/seconds until its seed-mean test accuracy reaches THRESHOLDS.
+    ``history``: metric -> (epochs, R) values; ``train_time_s``: cumulative seconds per epoch."""
+    lrs = np.asarray(learning_rates, dtype=float)
+    h = {k: np.asarray(v, dtype=float) for k, v in history.items()}
+    finite = h["finite"].min(axis=0) >= 1  # (R,): every epoch of the run stayed finite
+    rates = sorted(set(lrs.tolist()))
 
+    def mean(values):
+        return float(values.mean()) if values.size else None
 
-def summarize(lrs, seeds, history: dict, epoch_seconds) -> dict:
-    """Best rate by final seed-mean validation accuracy; its test numbers; per-rate curves."""
-    rates = np.unique(lrs)
     per_rate = []
     for lr in rates:
-        runs = lrs == lr
-        val, test = history["val_accuracy"][:, runs], history["test_accuracy"][:, runs]
-        per_rate.append({
-            "learning_rate": float(lr),
-            "final_val_mean": float(val[-1].mean()),
-            "final_test_mean": float(test[-1].mean()),
-            "final_test_std": float(test[-1].std(ddof=1)) if test.shape[1] > 1 else 0.0,
-            "diverged_runs": int((history["finite"][-1, runs] < 1).sum()),
-        })
-    # NaN validation (a diverged run) must not win: treat it as 0 accuracy.
-    best = int(np.argmax([np.nan_to_num(r["final_val_mean"]) for r in per_rate]))
-    best_lr = float(rates[best])
-    runs = lrs == best_lr
-    test_curve = history["test_accuracy"][:, runs].mean(axis=1)
-    per_run_s = np.cumsum(epoch_seconds) / len(lrs)
-    reach = {}
-    for th in THRESHOLDS:
-        epoch = first_epoch_reaching(test_curve, th)
-        reach[f"{th:.2f}"] = {
-            "epochs": epoch, "seconds": None if epoch is None else float(per_run_s[epoch - 1])
-        }
-    final_test = history["test_accuracy"][-1]
-    return {
-        "best_lr": best_lr,
-        "best_lr_at_grid_edge": best in (0, len(rates) - 1) and len(rates) > 1,
-        "test_mean": per_rate[best]["final_test_mean"],
-        "test_std": per_rate[best]["final_test_std"],
-        "val_mean": per_rate[best]["final_val_mean"],
-        "best_single_run_test": float(np.nanmax(final_test)),
-        "runs_reaching_target": int((final_test >= TARGET).sum()),
-        "reach": reach,
+        ok = (lrs == lr) & finite
+        test = h["test_accuracy"][-1, ok]
+        per_rate.append(
+            {
+                "learning_rate": lr,
+                "runs": int((lrs == lr).sum()),
+                "diverged_runs": int(((lrs == lr) & ~finite).sum()),
+                "final_validation_mean": mean(h["validation_accuracy"][-1, ok]),
+                "final_test_mean": mean(test),
+                "final_test_std": float(test.std(ddof=1)) if test.size > 1 else 0.0,
+            }
+        )
+    final_test = h["test_accuracy"][-1, finite]
+    out = {
+        "runs": len(lrs),
+        "diverged_runs": int((~finite).sum()),
         "per_rate": per_rate,
+        "best_lr": None,
+        "best_lr_at_grid_edge": False,
+        "reach": {f"{th:.2f}": {"epochs": None, "seconds": None} for th in THRESHOLDS},
+        "best_single_run_test": float(final_test.max()) if final_test.size else None,
+        "runs_reaching_target": int((final_test >= TARGET).sum()),
+    }
+    eligible = [i for i, r in enumerate(per_rate) if r["diverged_runs"] == 0]
+    if not eligible:
+        return out
+    best = max(eligible, key=lambda i: per_rate[i]["final_validation_mean"])  # ties: lowest rate
+    curve = h["test_accuracy"][:, lrs == rates[best]].mean(axis=1)
+    per_run_s = np.asarray(train_time_s, dtype=float) / len(lrs)
+    for th in THRESHOLDS:
+        hit = np.flatnonzero(curve >= th)
+        out["reach"][f"{th:.2f}"] = {
+            "epochs": int(hit[0]) + 1 if hit.size else None,
+            "seconds": float(per_run_s[hit[0]]) if hit.size else None,
+        }
+    chosen = per_rate[best]
+    return {
+        **out,
+        "best_lr": rates[best],
+        "best_lr_at_grid_edge": len(rates) > 1 and best in (0, len(rates) - 1),
+        "validation_mean": chosen["final_validation_mean"],
+        "test_mean": chosen["final_test_mean"],
+        "test_std": chosen["final_test_std"],
     }
 
 
-def table_rows(results: dict) -> list[dict]:
-    rows = []
-    for name, rec in results["optimizers"].items():
-        s = rec["summary"]
-        edge = " (edge)" if s["best_lr_at_grid_edge"] else ""
-        row = {"optimizer": name, "best lr": f"{s['best_lr']:.3g}{edge}",
-               "test acc": f"{100 * s['test_mean']:.2f} ± {100 * s['test_std']:.2f}",
-               "best run": f"{100 * s['best_single_run_test']:.2f}"}
-        for th in THRESHOLDS:
-            r = s["reach"][f"{th:.2f}"]
-            row[f"ep→{th:.0%}"] = "—" if r["epochs"] is None else str(r["epochs"])
-            row[f"s→{th:.0%}"] = "—" if r["seconds"] is None else f"{r['seconds']:.2f}"
-        row["sweep s"] = f"{sum(rec['epoch_seconds']):.1f}"
-        rows.append(row)
-    return rows
+EXPERIMENT = runtime.Experiment(
+    name="compare_optimizers",
+    description="Optimizers compared by learning-rate x seed sweeps.",
+    config=Config,
+    run=run,
+    plot=plots.plot,
+    summary=plots.summary,
+    quick=QUICK,
+)
 
 
-def format_table(rows: list[dict]) -> str:
-    """A markdown table (it reads fine in a terminal too)."""
-    cols = list(rows[0])
-    widths = [max(len(c), *(len(r[c]) for r in rows)) for c in cols]
-    def line(cells):
-        return "| " + " | ".join(f"{c:<{w}}" for c, w in zip(cells, widths, strict=True)) + " |"
-
-    body = [line([r[c] for c in cols]) for r in rows]
-    return "\n".join([line(cols), line(["-" * w for w in widths]), *body])
-
-
-def make_plots(run_dir: Path) -> None:
-    """The two PNGs, drawn from results.json alone."""
-    import json
-
-    common.use_agg_backend()
-    import matplotlib.pyplot as plt
-
-    results = json.loads((run_dir / "results.json").read_text())
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for name, rec in results["optimizers"].items():
-        lrs = np.asarray(rec["learning_rates"])
-        best = rec["summary"]["best_lr"]
-        acc = np.asarray(rec["history"]["test_accuracy"], dtype=float)[:, np.isclose(lrs, best)]
-        epochs = np.arange(1, acc.shape[0] + 1)
-        mean, std = acc.mean(axis=1), acc.std(axis=1)
-        (line,) = ax.plot(epochs, 100 * mean, label=f"{name} (lr {best:.3g})")
-        ax.fill_between(epochs, 100 * (mean - std), 100 * (mean + std),
-                        color=line.get_color(), alpha=0.2)
-    ax.axhline(100 * TARGET, color="gray", ls=":", lw=1, label="96% (3Blue1Brown)")
-    ax.set(xlabel="epoch", ylabel="test accuracy (%)",
-           title="Test accuracy at each optimizer's best learning rate (mean ± std over seeds)")
-    finals = [np.asarray(r["history"]["test_accuracy"], dtype=float)[-1].max()
-              for r in results["optimizers"].values()]
-    low = min(100 * min(finals) - 5, 90)
-    ax.set_ylim(max(low, 0), 100)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
-    common.save_figure(fig, run_dir / "accuracy_vs_epoch.png")
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for name, rec in results["optimizers"].items():
-        per_rate = rec["summary"]["per_rate"]
-        lr = [r["learning_rate"] for r in per_rate]
-        mean = np.array([r["final_test_mean"] for r in per_rate], dtype=float)
-        std = np.array([r["final_test_std"] for r in per_rate], dtype=float)
-        (line,) = ax.plot(lr, 100 * mean, marker="o", ms=3, label=name)
-        ax.fill_between(lr, 100 * (mean - std), 100 * (mean + std),
-                        color=line.get_color(), alpha=0.15)
-        best = rec["summary"]["best_lr"]
-        ax.plot([best], [100 * rec["summary"]["test_mean"]], marker="*", ms=11,
-                color=line.get_color())
-    ax.set_xscale("log")
-    ax.set(xlabel="learning rate (peak)", ylabel="final test accuracy (%)",
-           title="Learning-rate sensitivity (★ = rate chosen on validation)")
-    ax.set_ylim(0, 100)
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
-    common.save_figure(fig, run_dir / "sensitivity.png")
-
-
-def main(argv=None) -> dict:
-    parser = build_parser()
-    cfg = parse_config(parser, argv)
-    ds = load_data(parser, cfg)
-    try:
-        run_dir = common.make_run_dir(cfg.out, PROG)
-    except OSError as e:
-        parser.error(f"--out: {e}")
-    data_info = {"source": ds.source, "n_train": int(ds.x_train.shape[0]),
-                 "n_val": int(ds.x_val.shape[0]), "n_test": int(ds.x_test.shape[0])}
-    common.atomic_write_json(run_dir / "config.json", {
-        "config": cfg, "data": data_info, "versions": common.package_versions(),
-    })
-    data = common.to_device(ds)
-    steps_per_epoch = data_info["n_train"] // cfg.batch_size
-    n_runs = len(cfg.seeds) * sum(len(lrs) for _, lrs in cfg.learning_rates)
-    print(f"{PROG}: {len(cfg.optimizers)} optimizers, {n_runs} runs of "
-          f"{'-'.join(map(str, cfg.sizes))} ({cfg.model}), {cfg.epochs} epochs of "
-          f"{steps_per_epoch} steps on {ds.source} -> {run_dir}", file=sys.stderr)
-
-    t_start = time.perf_counter()
-    records = {}
-    with tqdm(total=len(cfg.optimizers) * cfg.epochs, unit="epoch", desc=PROG) as bar:
-        for name in cfg.optimizers:
-            records[name] = run_optimizer(cfg, name, data, steps_per_epoch, bar)
-    results = {"config": cfg, "data": data_info, "optimizers": records,
-               "total_seconds": time.perf_counter() - t_start}
-    results["table"] = table_rows(results)
-    common.atomic_write_json(run_dir / "results.json", results)
-    make_plots(run_dir)
-
-    print(f"\n{n_runs} runs, {cfg.epochs} epochs, batch {cfg.batch_size}, {cfg.schedule} schedule, "
-          f"data {ds.source}; best lr by validation, test accuracy mean ± std over "
-          f"{len(cfg.seeds)} seeds; s = seconds per run (the sweep's time / its runs)")
-    print(format_table(results["table"]))
-    reached = {n: r["summary"]["runs_reaching_target"] for n, r in records.items()}
-    print(f"runs with test accuracy >= {TARGET:.0%} at the end: "
-          + ", ".join(f"{n} {k}" for n, k in reached.items()))
-    print(f"total {results['total_seconds']:.0f} s; results in {run_dir}")
-    return results
+def main(argv=None):
+    return runtime.main(EXPERIMENT, argv)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """The options experiments share, declared once: each is a field with one name, type, default
-and help, grouped in pieces (data, model, optimizer, training, run) that an experiment's config
-inherits. Each piece checks its own fields (``check``), before any data is loaded or anything
-compiled; a value that cannot run raises ``ConfigError`` naming the flag.
+and help, grouped in pieces (data, model, decay, optimizer, training, run) that an experiment's
+config inherits. Each piece checks its own fields (``check``), before any data is loaded or
+anything compiled; a value that cannot run raises ``ConfigError`` naming the flag.
 
 The defaults are the main experiment's recipe (784-16-16-10 sigmoid, squared error, SGD with
 mini-batch 100, learning rate 6 with a cosine decay, weight decay 3e-5, 60 epochs), so every
@@ -126,19 +126,31 @@ class ModelOptions(Options):
 
 
 @dataclasses.dataclass(frozen=True)
-class OptimizerOptions(Options):
-    optimizer: str = flag(
-        "sgd",
-        "optimizer by name: sgd, momentum, nesterov, adam, or any optax "
-        "optimizer taking a learning_rate",
-    )
-    lr: float = flag(6.0, "learning rate (the peak, under a schedule)")
+class DecayOptions(Options):
+    """The two decays every optimizer's update gets: of the learning rate (a schedule with peak
+    1 over the run) and of the weights (L2). Shared by ``OptimizerOptions`` and experiments that
+    choose their optimizers and learning rates their own way (sweeps)."""
+
     schedule: str = flag(
         "cosine", "learning-rate schedule over the run", choices=optimizers.SCHEDULES
     )
     weight_decay: float = flag(
         3e-5, "L2 regularisation lambda: descent on C + (lambda/2)|w|^2 (0 = none)"
     )
+
+    def check(self) -> None:
+        super().check()
+        non_negative("weight_decay", self.weight_decay)
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizerOptions(DecayOptions):
+    optimizer: str = flag(
+        "sgd",
+        "optimizer by name: sgd, momentum, nesterov, adam, or any optax "
+        "optimizer taking a learning_rate",
+    )
+    lr: float = flag(6.0, "learning rate (the peak, under a schedule)")
     optimizer_args: tuple[str, ...] = flag(
         (),
         "the optimizer's own options as KEY=VALUE, e.g. b1=0.8 or momentum=0.5",
@@ -162,7 +174,6 @@ class OptimizerOptions(Options):
     def check(self) -> None:
         super().check()
         positive_rate("lr", self.lr)
-        non_negative("weight_decay", self.weight_decay)
         try:
             optimizers.make_optimizer(self.optimizer, self.lr, **self.optimizer_kwargs())
         except (TypeError, ValueError) as e:
