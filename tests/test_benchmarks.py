@@ -207,6 +207,7 @@ def test_the_benchmark_cases_run_every_implementation_on_the_same_problem():
 # --- the runner ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # ~4 min: every section, small, with its subprocesses
 def test_quick_run_writes_valid_json(tmp_path):
     out = tmp_path / "quick.json"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -216,7 +217,7 @@ def test_quick_run_writes_valid_json(tmp_path):
         env=env,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=1800,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Targets" in proc.stdout and "times faster than each reference" in proc.stdout
