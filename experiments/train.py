@@ -60,7 +60,9 @@ def run(cfg: Config, ctx: runtime.Context) -> dict:
     spec = cfg.spec()
     data = evaluation.device_data(ctx.data)
     x, labels = data["train"]
+    # The same keys as gd_vs_sgd's SGD arm: with the same flags, the same run.
     key_init, key_order = jax.random.split(jax.random.key(cfg.seed))
+    epoch_keys = jax.random.split(key_order, cfg.epochs)
     params = bpjax.init_params(key_init, cfg.sizes, init=cfg.init)
     tx = cfg.make_optimizer(total_steps=cfg.epochs * (labels.shape[0] // cfg.batch_size))
     opt_state = tx.init(params)
@@ -80,7 +82,7 @@ def run(cfg: Config, ctx: runtime.Context) -> dict:
         epochs=cfg.epochs,
         start_epoch=start,
         history=history,
-        epoch_args=lambda e: (x, labels, jax.random.fold_in(key_order, e)),
+        epoch_args=lambda e: (x, labels, epoch_keys[e]),
         evaluate=evaluation.make_evaluator(data, spec),
     )
     save_params(ctx, result.params)
