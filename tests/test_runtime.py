@@ -275,3 +275,42 @@ def test_resume_refuses_a_flag_that_changes_the_numbers(tmp_path):
 def test_positive_rate_check_names_the_flag():
     with pytest.raises(cli.ConfigError, match="--gd-lr"):
         options.positive_rate("gd_lr", 0.0)
+
+
+def _tiny_mnist(directory: Path, seed: int = 0) -> Path:
+    """A small IDX data set in ``directory``: 300 train / 100 test random digits."""
+    from bpjax.data import write_idx
+
+    rng = np.random.default_rng(seed)
+    directory.mkdir(parents=True, exist_ok=True)
+    for stem, n in (("train", 300), ("t10k", 100)):
+        write_idx(directory / f"{stem}-images-idx3-ubyte.gz",
+                  rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
+        write_idx(directory / f"{stem}-labels-idx1-ubyte.gz",
+                  rng.integers(0, 10, n, dtype=np.uint8))
+    return directory
+
+
+@pytest.mark.slow
+def test_resume_refuses_changed_data(tmp_path):
+    data = _tiny_mnist(tmp_path / "mnist")
+    out = tmp_path / "run"
+    args = ["--source", "idx", "--epochs", "3", "--batch-size", "10", "--checkpoint-every", "1"]
+    proc = start_cli(*args, "--data-dir", data, "--out", out, env={"BPJAX_TEST_PAUSE_AT": "2"})
+    wait_for(proc, "paused at 2")
+    proc.kill()
+    proc.wait()
+    labels = data / "train-labels-idx1-ubyte.gz"
+    original = labels.read_bytes()
+    # Other training labels in place: refused, naming what changed.
+    _tiny_mnist(tmp_path / "other", seed=1)
+    labels.write_bytes((tmp_path / "other" / labels.name).read_bytes())
+    line = one_error_line(run_cli("--resume", out))
+    assert "data differ" in line and "training labels" in line
+    # The same files under another spelling of their path are the same data.
+    labels.write_bytes(original)
+    link = tmp_path / "link"
+    link.symlink_to(data)
+    resumed = run_cli("--resume", out, "--data-dir", f"{link}/")
+    assert resumed.returncode == 0, resumed.stderr
+    assert [r["epoch"] for r in _history(out)] == [1, 2, 3]

@@ -75,7 +75,11 @@ class DataOptions(Options):
         "a prepared TFDS copy) and otherwise uses the embedded 5,000 digits",
         choices=SOURCES,
     )
-    data_dir: str | None = flag(None, "directory holding the four MNIST IDX files")
+    # Resumable: a run may find its data elsewhere; the data's fingerprint decides if it is
+    # the same data.
+    data_dir: str | None = flag(
+        None, "directory holding the four MNIST IDX files", resumable=True
+    )
     validation: int = flag(
         0,
         "examples carved from the END of the training set as a validation split "
