@@ -39,8 +39,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from bpjax import optimizers
@@ -93,12 +91,7 @@ class Config(
     )
 
     def optimizer_kwargs(self, name: str) -> dict:
-        own = [
-            rest
-            for opt, _, rest in (a.partition(":") for a in self.per_optimizer_args)
-            if opt == name
-        ]
-        return options.parse_kwargs(own, "per_optimizer_args")
+        return lr_sweep.optimizer_kwargs(self.per_optimizer_args, name)
 
     def lr_ranges_dict(self) -> dict[str, tuple[float, float]]:
         return lr_sweep.parse_ranges(self.lr_ranges, self.optimizers)
@@ -129,20 +122,7 @@ class Config(
             raise ConfigError("give --lrs (one grid for all) or --lr-ranges, not both")
         for lr in self.lrs:
             options.positive_rate("lrs", lr)
-        for item in self.per_optimizer_args:
-            if item.partition(":")[0] not in self.optimizers:
-                raise ConfigError(
-                    f"--per-optimizer-args {item!r}: expects NAME:KEY=VALUE with NAME "
-                    "among --optimizers"
-                )
-        for name in self.optimizers:
-            lr_sweep.check_optimizer(
-                name,
-                self.lr_grid(name),
-                schedule=self.schedule,
-                l2=self.weight_decay,
-                kwargs=self.optimizer_kwargs(name),
-            )
+        lr_sweep.check_optimizers(self)
 
 
 QUICK = {
@@ -170,16 +150,16 @@ def run(cfg: Config, ctx: runtime.Context) -> dict:
         init_fn, apply_fn = (lambda key: init_params(key, cfg.sizes, init=cfg.init)), None
 
     def arm(name):
-        tx = optimizers.make_sweep_optimizer(
+        return lr_sweep.init_sweep(
             name,
+            cfg.lr_grid(name),
+            cfg.seed + np.arange(cfg.seeds),
+            init_fn,
             schedule=cfg.schedule,
             total_steps=total_steps,
             l2=cfg.weight_decay,
-            **cfg.optimizer_kwargs(name),
+            kwargs=cfg.optimizer_kwargs(name),
         )
-        lrs, seeds = sweep.run_grid(cfg.lr_grid(name), cfg.seed + np.arange(cfg.seeds))
-        params, opt_state = sweep.init_runs(tx, init_fn, sweep.seed_keys(seeds), lrs)
-        return tx, lrs, seeds, params, opt_state
 
     # The run state: the finished optimizers' histories, and where the current one is.
     done, at = {}, {"index": 0, "epoch": 0, "history": []}
@@ -191,12 +171,7 @@ def run(cfg: Config, ctx: runtime.Context) -> dict:
     if restored is not None:
         _, arrays, record = restored
         done = record["done"]
-        at = {
-            "index": record["index"],
-            "epoch": record["epoch"],
-            "history": record["history"],
-            **arrays,
-        }
+        at = {**{k: record[k] for k in ("index", "epoch", "history")}, **arrays}
 
     bar = ctx.progress(total=len(cfg.optimizers) * cfg.epochs, unit="epoch")
     bar.update(at["index"] * cfg.epochs + at["epoch"])
@@ -205,12 +180,7 @@ def run(cfg: Config, ctx: runtime.Context) -> dict:
         resumed = i == at["index"] and "params" in at
         if resumed:
             params, opt_state = at["params"], at["opt_state"]
-        base = jax.random.key(cfg.data_seed)
-        order = (
-            jax.vmap(jax.random.fold_in, (None, 0))(base, jnp.asarray(seeds, jnp.uint32))
-            if cfg.per_run_order
-            else base
-        )
+        order = lr_sweep.order_keys(cfg.data_seed, seeds, cfg.per_run_order)
         ctx.say(f"{name}: {len(lrs)} runs ({len(set(lrs))} rates x {cfg.seeds} seeds)")
 
         def state_of(epoch, p, s, rows, i=i):
@@ -234,11 +204,7 @@ def run(cfg: Config, ctx: runtime.Context) -> dict:
             state_of=state_of,
             after_epoch=lambda *_: bar.update(1),
         )
-        done[name] = {
-            "learning_rates": lrs.tolist(),
-            "seeds": seeds.tolist(),
-            "rows": result.history,
-        }
+        done[name] = dict(learning_rates=lrs.tolist(), seeds=seeds.tolist(), rows=result.history)
     bar.close()
 
     records = {name: optimizer_record(**done[name]) for name in cfg.optimizers}

@@ -50,6 +50,31 @@ def log_grid(low: float, high: float, n: int) -> tuple[float, ...]:
     return tuple(float(f"{v:.4g}") for v in np.geomspace(low, high, n))
 
 
+def optimizer_kwargs(per_optimizer_args, name: str) -> dict:
+    """The options of optimizer ``name`` among ``NAME:KEY=VALUE`` items."""
+    own = [rest for opt, _, rest in (a.partition(":") for a in per_optimizer_args) if opt == name]
+    return options.parse_kwargs(own, "per_optimizer_args")
+
+
+def check_optimizers(cfg) -> None:
+    """ConfigError unless every ``cfg.per_optimizer_args`` item names one of ``cfg.optimizers``
+    and every optimizer passes ``check_optimizer`` with its grid (``cfg.lr_grid(name)``)."""
+    for item in cfg.per_optimizer_args:
+        if item.partition(":")[0] not in cfg.optimizers:
+            raise ConfigError(
+                f"--per-optimizer-args {item!r}: expects NAME:KEY=VALUE with NAME "
+                "among --optimizers"
+            )
+    for name in cfg.optimizers:
+        check_optimizer(
+            name,
+            cfg.lr_grid(name),
+            schedule=cfg.schedule,
+            l2=cfg.weight_decay,
+            kwargs=cfg.optimizer_kwargs(name),
+        )
+
+
 def check_optimizer(name: str, grid, *, schedule: str, l2: float, kwargs: dict) -> None:
     """ConfigError unless ``name`` is a known optimizer taking ``kwargs`` and its learning rates
     ``grid`` are distinct."""
@@ -79,3 +104,27 @@ def keep_results_and_fail(ctx, results: dict, summary: str, message: str, status
     replot(ctx.exp, ctx.dir)
     print(summary)
     raise RunFailed(message, status)
+
+
+def init_sweep(name: str, grid, seeds, init_fn, *, schedule, total_steps, l2, kwargs):
+    """Optimizer ``name`` over every (rate in ``grid``) x (seed in ``seeds``) run: its sweep
+    transformation, the runs' rates and seeds (R,), their initial params and optimizer state."""
+    from bpjax import optimizers, sweep
+
+    tx = optimizers.make_sweep_optimizer(
+        name, schedule=schedule, total_steps=total_steps, l2=l2, **kwargs
+    )
+    lrs, run_seeds = sweep.run_grid(grid, seeds)
+    params, opt_state = sweep.init_runs(tx, init_fn, sweep.seed_keys(run_seeds), lrs)
+    return tx, lrs, run_seeds, params, opt_state
+
+
+def order_keys(data_seed: int, seeds, per_run: bool):
+    """The mini-batch order key: one for every run, or with ``per_run`` one per run's seed."""
+    import jax
+    import jax.numpy as jnp
+
+    base = jax.random.key(data_seed)
+    if not per_run:
+        return base
+    return jax.vmap(jax.random.fold_in, (None, 0))(base, jnp.asarray(seeds, jnp.uint32))
