@@ -34,8 +34,11 @@ import numpy as np
 
 from experiments import runtime
 from experiments.plots import batch_size as plots
+from experiments.plots.batch_size import row_line, table
 from experiments.runtime import options
 from experiments.runtime.cli import flag
+from experiments.runtime.lr_tuning import tune_batch_size
+from experiments.runtime.lr_tuning import winner as _winner  # noqa: F401 (the tests')
 
 DEFAULT_BATCH_SIZES = (1, 4, 16, 64, 256, 1024, 4096, 16384, 0)
 
@@ -128,7 +131,7 @@ def run(cfg: Config, ctx: runtime.Context) -> dict:
     sizes = [b or n for b in cfg.batch_sizes]
     for i, b in enumerate(sizes[len(rows) :], start=len(rows)):
         with ctx.training(), ctx.phase("training"):
-            row = tune_batch_size(cfg, ctx, data, b)
+            row = tune_batch_size(cfg, ctx, data, b, lr_grid(cfg, b))
         with ctx.phase("noise_scale"):
             x, labels = data["train"]
             row["b_noise"] = [
@@ -137,7 +140,7 @@ def run(cfg: Config, ctx: runtime.Context) -> dict:
                 if p is not None
             ]
         rows.append(row)
-        ctx.say(_line(row))
+        ctx.say(row_line(row))
         ctx.epoch_end(
             i + 1,
             lambda: ({"rows_done": np.asarray(len(rows))}, {"rows": rows}),
@@ -176,171 +179,6 @@ def lr_grid(cfg: Config, b: int) -> list[float]:
     guess = cfg.lr_max * b / (b + cfg.lr_knee)
     factors = cfg.saturated_factors if b >= cfg.saturated_from else cfg.lr_factors
     return [guess * f for f in sorted(set(factors))]
-
-
-def tune_batch_size(cfg: Config, ctx: runtime.Context, data: dict, b: int) -> dict:
-    """Sweep B's learning-rate grid (seeds x rates in one program), extending it past an edge
-    that wins; the row of the winning rate."""
-    x, labels = data["train"]
-    n = x.shape[0]
-    budget = max(cfg.max_epochs * (n // b), cfg.min_steps)
-    every = max(1, cfg.eval_examples // b)
-    lrs = lr_grid(cfg, b)
-    tried: dict[float, dict] = {}
-    pending, extensions = list(lrs), 0
-    while pending:
-        best = _winner(tried)
-        limit = budget if best is None else int(np.ceil(np.max(tried[best]["steps"]))) + every
-        tried.update(sweep_rates(cfg, data, b, pending, limit, every))
-        best = _winner(tried)
-        ordered = sorted(tried)
-        pending = []
-        at_edge = len(ordered) > 1 and best in (ordered[0], ordered[-1])
-        if best is not None and extensions < cfg.extend and at_edge:
-            factor = ordered[1] / ordered[0] if len(ordered) > 1 else 2.0
-            pending = [best / factor if best == ordered[0] else best * factor]
-            extensions += 1
-    best = _winner(tried)
-    row = {
-        "batch_size": b,
-        "lrs_tried": sorted(tried),
-        "eval_every": every,
-        "budget_steps": budget,
-        "seconds": sum(t["seconds"] for t in tried.values()),
-        "tried": {f"{lr:.6g}": {"steps": tried[lr]["steps"].tolist()} for lr in sorted(tried)},
-    }
-    if best is None:
-        ctx.say(f"B={b}: no learning rate of {sorted(tried)} reached the target in {budget} steps")
-        return {
-            **row,
-            "lr": None,
-            "steps": [np.nan] * cfg.seeds,
-            "steps_mean": np.nan,
-            "steps_std": np.nan,
-            "params_at_target": [],
-        }
-    steps = tried[best]["steps"]
-    return {
-        **row,
-        "lr": best,
-        "lr_at_edge": len(tried) > 1 and best in (min(tried), max(tried)),
-        "steps": steps.tolist(),
-        "steps_mean": float(steps.mean()),
-        "steps_std": float(steps.std(ddof=1)) if steps.size > 1 else 0.0,
-        "examples_mean": float(steps.mean() * b),
-        "params_at_target": tried[best]["params"],
-    }
-
-
-def _winner(tried: dict[float, dict]) -> float | None:
-    """The rate whose slowest seed reached the target first (all its seeds must reach it)."""
-    done = {lr: np.max(t["steps"]) for lr, t in tried.items() if np.isfinite(t["steps"]).all()}
-    return min(done, key=done.get) if done else None
-
-
-def sweep_rates(
-    cfg: Config, data: dict, b: int, lrs: list[float], max_steps: int, every: int
-) -> dict[float, dict]:
-    """Train ``lrs`` x seeds together until one rate has every seed at the target."""
-    import jax
-
-    import bpjax
-    from bpjax import optimizers, sweep
-    from experiments.runtime.to_target import train_to_target
-
-    x, labels = data["train"]
-    seeds = list(range(cfg.seed, cfg.seed + cfg.seeds))
-    rates, run_seeds = sweep.run_grid(lrs, seeds)
-    pairs = jax.vmap(lambda s: jax.random.split(jax.random.key(s)))(
-        jax.numpy.asarray(run_seeds, "uint32")
-    )
-    tx = optimizers.make_sweep_optimizer("sgd")
-    params, opt_state = sweep.init_runs(
-        tx, lambda k: bpjax.init_params(k, cfg.sizes, init=cfg.init), pairs[:, 0], rates
-    )
-    n_seeds = len(seeds)
-
-    def one_rate_done(hit):
-        return bool(hit.reshape(len(lrs), n_seeds).all(axis=1).any())
-
-    got = train_to_target(
-        tx,
-        params,
-        opt_state,
-        x,
-        labels,
-        pairs[:, 1],
-        batch_size=b,
-        eval_set=data["validation"],
-        target=cfg.target,
-        eval_every=every,
-        max_steps=max_steps,
-        spec=cfg.spec(),
-        method=cfg.method,
-        stop=one_rate_done,
-    )
-    steps = got.steps.reshape(len(lrs), n_seeds)
-    return {
-        lr: {
-            "steps": steps[i],
-            "seconds": got.seconds / len(lrs),
-            "params": got.params_at_target[i * n_seeds : (i + 1) * n_seeds],
-        }
-        for i, lr in enumerate(lrs)
-    }
-
-
-def _line(row: dict) -> str:
-    if row["lr"] is None:
-        return f"B={row['batch_size']}: target not reached"
-    return (
-        f"B={row['batch_size']}: lr {row['lr']:.3g}, S {row['steps_mean']:.1f} ± "
-        f"{row['steps_std']:.1f}, E {row['examples_mean']:.0f}, B_noise "
-        f"{np.mean(row['b_noise']):.0f}, {row['seconds']:.0f} s"
-    )
-
-
-def table(results: dict) -> str:
-    """The markdown table of a run: one row per batch size, then the fit and B_noise."""
-    lines = [
-        "| B | tuned lr (grid) | steps S | examples E | B_noise at target | time |",
-        "|---|---|---|---|---|---|",
-    ]
-    for r in results["rows"]:
-        grid = ", ".join(f"{v:.3g}" for v in r["lrs_tried"])
-        if r["lr"] is None:
-            lines.append(
-                f"| {r['batch_size']} | none reached ({grid}) | – | – | – | {r['seconds']:.0f} s |"
-            )
-            continue
-        edge = " (edge)" if r.get("lr_at_edge") else ""
-        bn = np.asarray(r["b_noise"])
-        lines.append(
-            f"| {r['batch_size']} | {r['lr']:.3g}{edge} ({grid}) | {r['steps_mean']:.1f} ± "
-            f"{r['steps_std']:.1f} | {r['examples_mean']:.0f} | {bn.mean():.0f} ± "
-            f"{bn.std(ddof=1) if bn.size > 1 else 0:.0f} | {r['seconds']:.0f} s |"
-        )
-    if "fit" in results:
-        f, per = results["fit"], results.get("fit_per_seed", [])
-
-        def spread(key):
-            v = np.array([p[key] for p in per])
-            return f" ± {v.std(ddof=1):.3g} over seeds" if v.size > 1 else ""
-
-        noise = np.concatenate(
-            [np.asarray(r["b_noise"]) for r in results["rows"] if r.get("b_noise")]
-            or [np.array([np.nan])]
-        )
-        lines += [
-            "",
-            f"Fit (seed means): S_min = {f['s_min']:.3g}{spread('s_min')}, "
-            f"E_min = {f['e_min']:.3g}{spread('e_min')}, B_crit = E_min/S_min = "
-            f"{f['b_crit']:.3g}{spread('b_crit')}; rms log error {f['rms_log_error']:.3f}.",
-            f"B_noise at the target, all tuned runs: median {np.nanmedian(noise):.3g} "
-            f"(range {np.nanmin(noise):.3g} to {np.nanmax(noise):.3g}); "
-            f"B_crit / B_noise = {f['b_crit'] / np.nanmedian(noise):.2f}.",
-        ]
-    return "\n".join(lines)
 
 
 def summary(results: dict) -> str:

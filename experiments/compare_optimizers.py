@@ -39,32 +39,18 @@ from __future__ import annotations
 
 import dataclasses
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from bpjax import optimizers
 from experiments import runtime
 from experiments.plots import compare_optimizers as plots
-from experiments.runtime import evaluation, options, rundir
+from experiments.runtime import evaluation, lr_sweep, options, rundir
 from experiments.runtime.cli import ConfigError, flag
+from experiments.runtime.lr_sweep import DEFAULT_LR_RANGES, FALLBACK_LR_RANGE  # noqa: F401
 from experiments.runtime.options import DecayOptions
-from experiments.runtime.session import DIVERGED, replot
-
-# (lowest, highest) learning rate per optimizer, each wide enough that the best rate lies inside
-# (found with a 13-point grid from 1e-4 to 1e2, 30 epochs, constant rate, seed 0).
-DEFAULT_LR_RANGES = {
-    "sgd": (0.1, 10.0),
-    "momentum": (0.01, 1.0),
-    "nesterov": (0.01, 1.0),
-    "adam": (3e-4, 3e-2),
-    "adamw": (3e-4, 3e-2),
-    "rmsprop": (3e-4, 3e-2),
-    "adagrad": (0.03, 3.0),
-}
-FALLBACK_LR_RANGE = (1e-4, 1e-1)  # for optimizers not listed above
-THRESHOLDS = (0.90, 0.95)
-TARGET = 0.96  # 3Blue1Brown's figure for this network
+from experiments.runtime.selection import TARGET, optimizer_record
+from experiments.runtime.selection import summarize as summarize  # used by the tests
+from experiments.runtime.session import DIVERGED
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,36 +91,17 @@ class Config(
     )
 
     def optimizer_kwargs(self, name: str) -> dict:
-        own = [
-            rest for opt, _, rest in (a.partition(":") for a in self.per_optimizer_args) if opt == name
-        ]
-        return options.parse_kwargs(own, "per_optimizer_args")
+        return lr_sweep.optimizer_kwargs(self.per_optimizer_args, name)
 
     def lr_ranges_dict(self) -> dict[str, tuple[float, float]]:
-        ranges = dict(DEFAULT_LR_RANGES)
-        for item in self.lr_ranges:
-            name, eq, span = item.partition("=")
-            try:
-                low, high = (float(v) for v in span.split(":"))
-            except ValueError:
-                raise ConfigError(f"--lr-ranges expects NAME=LO:HI, got {item!r}") from None
-            if not eq or name not in self.optimizers:
-                raise ConfigError(f"--lr-ranges {item!r}: {name!r} is not among --optimizers")
-            for value in (low, high):
-                options.positive_rate("lr_ranges", value)
-            if low > high:
-                raise ConfigError(f"--lr-ranges {item!r}: LO must be <= HI")
-            ranges[name] = (low, high)
-        return ranges
+        return lr_sweep.parse_ranges(self.lr_ranges, self.optimizers)
 
     def lr_grid(self, name: str) -> tuple[float, ...]:
         """The learning rates of optimizer ``name``."""
         if self.lrs:
             return self.lrs
         low, high = self.lr_ranges_dict().get(name, FALLBACK_LR_RANGE)
-        if self.n_lrs == 1:
-            return (float(np.sqrt(low * high)),)
-        return tuple(float(f"{v:.4g}") for v in np.geomspace(low, high, self.n_lrs))
+        return lr_sweep.log_grid(low, high, self.n_lrs)
 
     def check(self) -> None:
         super().check()
@@ -155,30 +122,7 @@ class Config(
             raise ConfigError("give --lrs (one grid for all) or --lr-ranges, not both")
         for lr in self.lrs:
             options.positive_rate("lrs", lr)
-        for item in self.per_optimizer_args:
-            if item.partition(":")[0] not in self.optimizers:
-                raise ConfigError(
-                    f"--per-optimizer-args {item!r}: expects NAME:KEY=VALUE with NAME "
-                    "among --optimizers"
-                )
-        for name in self.optimizers:
-            try:
-                optimizers.optimizer_factory(name)
-            except ValueError as e:
-                raise ConfigError(f"--optimizers: {e}") from None
-            grid = self.lr_grid(name)
-            if len(set(grid)) != len(grid):
-                raise ConfigError(f"{name}'s learning rates repeat: {grid} (--lrs/--lr-ranges)")
-            try:
-                optimizers.make_sweep_optimizer(
-                    name,
-                    schedule=self.schedule,
-                    total_steps=1,
-                    l2=self.weight_decay,
-                    **self.optimizer_kwargs(name),
-                )
-            except (TypeError, ValueError) as e:
-                raise ConfigError(f"--per-optimizer-args: {e}") from None
+        lr_sweep.check_optimizers(self)
 
 
 QUICK = {
@@ -206,16 +150,16 @@ def run(cfg: Config, ctx: runtime.Context) -> dict:
         init_fn, apply_fn = (lambda key: init_params(key, cfg.sizes, init=cfg.init)), None
 
     def arm(name):
-        tx = optimizers.make_sweep_optimizer(
+        return lr_sweep.init_sweep(
             name,
+            cfg.lr_grid(name),
+            cfg.seed + np.arange(cfg.seeds),
+            init_fn,
             schedule=cfg.schedule,
             total_steps=total_steps,
             l2=cfg.weight_decay,
-            **cfg.optimizer_kwargs(name),
+            kwargs=cfg.optimizer_kwargs(name),
         )
-        lrs, seeds = sweep.run_grid(cfg.lr_grid(name), cfg.seed + np.arange(cfg.seeds))
-        params, opt_state = sweep.init_runs(tx, init_fn, sweep.seed_keys(seeds), lrs)
-        return tx, lrs, seeds, params, opt_state
 
     # The run state: the finished optimizers' histories, and where the current one is.
     done, at = {}, {"index": 0, "epoch": 0, "history": []}
@@ -227,12 +171,7 @@ def run(cfg: Config, ctx: runtime.Context) -> dict:
     if restored is not None:
         _, arrays, record = restored
         done = record["done"]
-        at = {
-            "index": record["index"],
-            "epoch": record["epoch"],
-            "history": record["history"],
-            **arrays,
-        }
+        at = {**{k: record[k] for k in ("index", "epoch", "history")}, **arrays}
 
     bar = ctx.progress(total=len(cfg.optimizers) * cfg.epochs, unit="epoch")
     bar.update(at["index"] * cfg.epochs + at["epoch"])
@@ -241,12 +180,7 @@ def run(cfg: Config, ctx: runtime.Context) -> dict:
         resumed = i == at["index"] and "params" in at
         if resumed:
             params, opt_state = at["params"], at["opt_state"]
-        base = jax.random.key(cfg.data_seed)
-        order = (
-            jax.vmap(jax.random.fold_in, (None, 0))(base, jnp.asarray(seeds, jnp.uint32))
-            if cfg.per_run_order
-            else base
-        )
+        order = lr_sweep.order_keys(cfg.data_seed, seeds, cfg.per_run_order)
         ctx.say(f"{name}: {len(lrs)} runs ({len(set(lrs))} rates x {cfg.seeds} seeds)")
 
         def state_of(epoch, p, s, rows, i=i):
@@ -270,11 +204,7 @@ def run(cfg: Config, ctx: runtime.Context) -> dict:
             state_of=state_of,
             after_epoch=lambda *_: bar.update(1),
         )
-        done[name] = {
-            "learning_rates": lrs.tolist(),
-            "seeds": seeds.tolist(),
-            "rows": result.history,
-        }
+        done[name] = dict(learning_rates=lrs.tolist(), seeds=seeds.tolist(), rows=result.history)
     bar.close()
 
     records = {name: optimizer_record(**done[name]) for name in cfg.optimizers}
@@ -290,92 +220,15 @@ def run(cfg: Config, ctx: runtime.Context) -> dict:
     }
     failed = [n for n, r in records.items() if r["summary"]["best_lr"] is None]
     if failed:  # the results are worth keeping: write them (and the plots), then fail
-        rundir.atomic_write_json(
-            ctx.dir / rundir.RESULTS,
-            {"experiment": ctx.exp.name, **results, "timing_s": ctx.timing},
-        )
-        replot(ctx.exp, ctx.dir)
-        print(plots.summary(results))
-        raise runtime.RunFailed(
+        lr_sweep.keep_results_and_fail(
+            ctx,
+            results,
+            plots.summary(results),
             f"every run of {', '.join(failed)} diverged (NaN/inf); try smaller learning rates "
             f"(--lrs, --lr-ranges); the results are in {ctx.dir / rundir.RESULTS}",
             DIVERGED,
         )
     return results
-
-
-def optimizer_record(learning_rates, seeds, rows) -> dict:
-    """One optimizer's results: its runs, their per-epoch metrics (epochs, R), the summary."""
-    history = {k: [row[k] for row in rows] for k in rows[0] if k not in ("epoch", "train_time_s")}
-    seconds = [row["train_time_s"] for row in rows]
-    return {
-        "learning_rates": learning_rates,
-        "seeds": seeds,
-        "train_time_s": seconds,
-        "history": history,
-        "summary": summarize(learning_rates, history, seconds),
-    }
-
-
-def summarize(learning_rates, history: dict, train_time_s) -> dict:
-    """The best rate: the highest seed-mean final VALIDATION accuracy among the rates whose runs
-    all stayed finite (a diverged run evaluates at chance or NaN: it must never win); that rate's
-    test accuracy, and the epochs/seconds until its seed-mean test accuracy reaches THRESHOLDS.
-    ``history``: metric -> (epochs, R) values; ``train_time_s``: cumulative seconds per epoch."""
-    lrs = np.asarray(learning_rates, dtype=float)
-    h = {k: np.asarray(v, dtype=float) for k, v in history.items()}
-    finite = h["finite"].min(axis=0) >= 1  # (R,): every epoch of the run stayed finite
-    rates = sorted(set(lrs.tolist()))
-
-    def mean(values):
-        return float(values.mean()) if values.size else None
-
-    per_rate = []
-    for lr in rates:
-        ok = (lrs == lr) & finite
-        test = h["test_accuracy"][-1, ok]
-        per_rate.append(
-            {
-                "learning_rate": lr,
-                "runs": int((lrs == lr).sum()),
-                "diverged_runs": int(((lrs == lr) & ~finite).sum()),
-                "final_validation_mean": mean(h["validation_accuracy"][-1, ok]),
-                "final_test_mean": mean(test),
-                "final_test_std": float(test.std(ddof=1)) if test.size > 1 else 0.0,
-            }
-        )
-    final_test = h["test_accuracy"][-1, finite]
-    out = {
-        "runs": len(lrs),
-        "diverged_runs": int((~finite).sum()),
-        "per_rate": per_rate,
-        "best_lr": None,
-        "best_lr_at_grid_edge": False,
-        "reach": {f"{th:.2f}": {"epochs": None, "seconds": None} for th in THRESHOLDS},
-        "best_single_run_test": float(final_test.max()) if final_test.size else None,
-        "runs_reaching_target": int((final_test >= TARGET).sum()),
-    }
-    eligible = [i for i, r in enumerate(per_rate) if r["diverged_runs"] == 0]
-    if not eligible:
-        return out
-    best = max(eligible, key=lambda i: per_rate[i]["final_validation_mean"])  # ties: lowest rate
-    curve = h["test_accuracy"][:, lrs == rates[best]].mean(axis=1)
-    per_run_s = np.asarray(train_time_s, dtype=float) / len(lrs)
-    for th in THRESHOLDS:
-        hit = np.flatnonzero(curve >= th)
-        out["reach"][f"{th:.2f}"] = {
-            "epochs": int(hit[0]) + 1 if hit.size else None,
-            "seconds": float(per_run_s[hit[0]]) if hit.size else None,
-        }
-    chosen = per_rate[best]
-    return {
-        **out,
-        "best_lr": rates[best],
-        "best_lr_at_grid_edge": len(rates) > 1 and best in (0, len(rates) - 1),
-        "validation_mean": chosen["final_validation_mean"],
-        "test_mean": chosen["final_test_mean"],
-        "test_std": chosen["final_test_std"],
-    }
 
 
 EXPERIMENT = runtime.Experiment(

@@ -5,12 +5,12 @@
     python -m experiments.reproduce --quick                  # seconds: mnist5k, 1 epoch, 2 seeds
     python -m experiments.reproduce --replot RUN_DIR         # figures + table.md from results.json
 
-Each row of ``RECIPES`` is a published result (Nielsen, "Neural Networks and Deep Learning",
-chapters 1 and 3; 3Blue1Brown, "Deep learning", chapter 2) with the recipe as an
-``experiments.train`` command line, the book's values typed as printed: Nielsen's quadratic
-cost has a 1/2 (``--cost quadratic_half``) so his eta is our ``--lr``; his L2 term
-(lambda / 2n) sum w^2 with n = 50,000 training images is ``--weight-decay lambda/n``; his
-``network.py`` and ``large_weight_initializer`` draw w, b ~ N(0, 1) (``--init standard``), his
+Each row of ``experiments.recipes`` is a published result (Nielsen, "Neural Networks and Deep
+Learning", chapters 1 and 3; 3Blue1Brown, "Deep learning", chapter 2) with the recipe as an
+``experiments.train`` command line, the book's values typed as printed: Nielsen's quadratic cost
+has a 1/2 (``--cost quadratic_half``) so his eta is our ``--lr``; his L2 term (lambda / 2n) sum
+w^2 with n = 50,000 training images is ``--weight-decay lambda/n``; his ``network.py`` and
+``large_weight_initializer`` draw w, b ~ N(0, 1) (``--init standard``), his
 ``default_weight_initializer`` w ~ N(0, 1/n_in) (``--init scaled``); he trains on the first
 50,000 training images (``--validation 10000``).
 
@@ -32,133 +32,15 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import NamedTuple
 
 import numpy as np
 
 from experiments import runtime
 from experiments.plots import reproduce as plots
+from experiments.plots.reproduce import row_line, table
+from experiments.recipes import RECIPES, Recipe
 from experiments.runtime import cli, options
 from experiments.runtime.cli import flag
-
-NIELSEN = "Nielsen, Neural Networks and Deep Learning"
-CH1 = "ch. 1, 'Implementing our network to classify digits'"
-CH3_CE = "ch. 3, 'Using the cross-entropy to classify MNIST digits'"
-CH3_L2 = "ch. 3, 'Regularization'"
-CH3_INIT = "ch. 3, 'Weight initialization'"
-NETWORK_PY = "--cost quadratic_half --schedule constant --init standard --validation 10000"
-NETWORK2_PY = "--cost cross_entropy --schedule constant --validation 10000"
-
-
-class Recipe(NamedTuple):
-    """A published result: ``published`` accuracy in %, what it measures (``metric``), where it
-    is printed (``source``, ``quote``) and the recipe as ``experiments.train`` flags."""
-
-    published: float
-    metric: str  # "peak test" (best epoch on test), "test", "validation"
-    source: str
-    quote: str
-    args: str
-
-
-RECIPES: dict[str, Recipe] = {
-    "ch1_30": Recipe(
-        95.42,
-        "peak test",
-        f"{NIELSEN}, {CH1}",
-        "net.SGD(training_data, 30, 10, 3.0, test_data=test_data) ... 95.42 percent at its peak "
-        "('Epoch 28')",
-        f"--sizes 784,30,10 --lr 3 --batch-size 10 --epochs 30 --weight-decay 0 {NETWORK_PY}",
-    ),
-    "ch1_100": Recipe(
-        96.59,
-        "peak test",
-        f"{NIELSEN}, {CH1}",
-        "net = network.Network([784, 100, 10]) ... this improves the results to 96.59 percent",
-        f"--sizes 784,100,10 --lr 3 --batch-size 10 --epochs 30 --weight-decay 0 {NETWORK_PY}",
-    ),
-    "ch3_ce_30": Recipe(
-        95.49,
-        "test",
-        f"{NIELSEN}, {CH3_CE}",
-        "network2.Network([784, 30, 10], cost=network2.CrossEntropyCost); "
-        "net.large_weight_initializer(); net.SGD(training_data, 30, 10, 0.5, ...) ... "
-        "95.49 percent accuracy",
-        f"--sizes 784,30,10 --lr 0.5 --batch-size 10 --epochs 30 --weight-decay 0 "
-        f"--init standard {NETWORK2_PY}",
-    ),
-    "ch3_ce_100": Recipe(
-        96.82,
-        "test",
-        f"{NIELSEN}, {CH3_CE}",
-        "the case where we use 100 hidden neurons, the cross-entropy, and otherwise keep the "
-        "parameters the same ... 96.82 percent",
-        f"--sizes 784,100,10 --lr 0.5 --batch-size 10 --epochs 30 --weight-decay 0 "
-        f"--init standard {NETWORK2_PY}",
-    ),
-    "ch3_l2_30": Recipe(
-        96.49,
-        "test",
-        f"{NIELSEN}, {CH3_L2}",
-        "net.SGD(training_data, 30, 10, 0.5, lmbda = 5.0, evaluation_data=test_data, ...) ... "
-        "the classification accuracy on the test data ... 96.49 percent",
-        f"--sizes 784,30,10 --lr 0.5 --batch-size 10 --epochs 30 --weight-decay 1e-4 "
-        f"--init standard {NETWORK2_PY}",
-    ),
-    "ch3_l2_100": Recipe(
-        97.92,
-        "validation",
-        f"{NIELSEN}, {CH3_L2}",
-        "100 hidden neurons ... lambda = 5.0 ... classification accuracy of 97.92 percent on the "
-        "validation data",
-        f"--sizes 784,100,10 --lr 0.5 --batch-size 10 --epochs 30 --weight-decay 1e-4 "
-        f"--init standard {NETWORK2_PY}",
-    ),
-    "ch3_init_standard": Recipe(
-        96.0,
-        "validation",
-        f"{NIELSEN}, {CH3_INIT}",
-        "net.large_weight_initializer(); net.SGD(training_data, 30, 10, 0.1, lmbda = 5.0, "
-        "evaluation_data=validation_data, ...) ... somewhat over 96 percent",
-        f"--sizes 784,30,10 --lr 0.1 --batch-size 10 --epochs 30 --weight-decay 1e-4 "
-        f"--init standard {NETWORK2_PY}",
-    ),
-    "ch3_init_scaled": Recipe(
-        96.0,
-        "validation",
-        f"{NIELSEN}, {CH3_INIT}",
-        "the same with the default 1/sqrt(n_in) initialization ... In both cases, we end up "
-        "with a classification accuracy somewhat over 96 percent",
-        f"--sizes 784,30,10 --lr 0.1 --batch-size 10 --epochs 30 --weight-decay 1e-4 "
-        f"--init scaled {NETWORK2_PY}",
-    ),
-    "3b1b": Recipe(
-        96.0,
-        "test",
-        "3Blue1Brown, Deep learning ch. 2, 'Gradient descent, how neural networks "
-        "learn' (with Nielsen's network.py, which the video points to)",
-        "this network ... classifies about 96% of the new images that it's never seen before "
-        "correctly",
-        f"--sizes 784,16,16,10 --lr 3 --batch-size 10 --epochs 30 --weight-decay 0 {NETWORK_PY}",
-    ),
-    "bpjax_default": Recipe(
-        96.0,
-        "test",
-        "the shared default recipe of experiments.train (compared with 3Blue1Brown's ~96%)",
-        "",
-        "--sizes 784,16,16,10",
-    ),
-    "bpjax_recipe": Recipe(
-        96.0,
-        "test",
-        "experiments.recipe_search: the best of 16 recipes by validation accuracy "
-        "(docs/reproductions.md); its L2 decays biases too, so run this row with --decay-biases",
-        "",
-        "--sizes 784,16,16,10 --hidden sigmoid --output softmax --cost log_likelihood "
-        "--optimizer momentum --lr 0.1 --schedule cosine --weight-decay 1e-4 --epochs 60 "
-        "--batch-size 100 --validation 10000",
-    ),
-}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -334,55 +216,13 @@ def run(cfg: Config, ctx: runtime.Context) -> dict:
     for i, name in enumerate(names[len(rows) :], start=len(rows)):
         with ctx.training(), ctx.phase("rows"):
             rows.append(run_row(name, cfg, ctx, pool, (ds.x_test, ds.y_test)))
-        ctx.say(_row_line(rows[-1]))
+        ctx.say(row_line(rows[-1]))
         ctx.epoch_end(
             i + 1,
             lambda: ({"rows_done": np.asarray(len(rows))}, {"rows": rows}),
             final=i + 1 == len(names),
         )
     return {"source": ds.source, "rows": rows, "table": table(rows)}
-
-
-# --- the table ---------------------------------------------------------------------------------
-
-
-def _stat(values) -> str:
-    v = 100 * np.asarray(values, dtype=np.float64)
-    return f"{v.mean():.2f} ± {v.std(ddof=1) if v.size > 1 else 0.0:.2f}"
-
-
-def _measured(row: dict) -> np.ndarray:
-    """The runs' numbers comparable with the published one (its metric)."""
-    key = {"peak test": "peak_test", "test": "final_test", "validation": "final_validation"}[
-        row["metric"]
-    ]
-    return np.asarray(row["per_run"].get(key, row["per_run"]["final_test"]))
-
-
-def _row_line(row: dict) -> str:
-    return (
-        f"{row['name']}: published {row['published']:.2f}%, measured "
-        f"{_stat(_measured(row))}% ({row['metric']}), {row['seconds']:.0f} s"
-    )
-
-
-def table(rows: list[dict]) -> str:
-    """The markdown table of the rows (accuracies in %, mean ± std over seeds)."""
-    head = (
-        "| row | published | measured (same metric) | final test | peak test (epoch) | "
-        "test at best val. | seeds | time |"
-    )
-    lines = [head, "|" + "---|" * 8]
-    for r in rows:
-        pr = r["per_run"]
-        peak_epochs = ",".join(str(e) for e in pr["peak_test_epoch"])
-        best_val = _stat(pr["test_at_best_validation"]) if "test_at_best_validation" in pr else "–"
-        lines.append(
-            f"| {r['name']} | {r['published']:.2f} ({r['metric']}) | {_stat(_measured(r))} | "
-            f"{_stat(pr['final_test'])} | {_stat(pr['peak_test'])} ({peak_epochs}) | "
-            f"{best_val} | {len(r['seeds'])} | {r['seconds']:.0f} s |"
-        )
-    return "\n".join(lines)
 
 
 def summary(results: dict) -> str:

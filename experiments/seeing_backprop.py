@@ -27,23 +27,26 @@ epochs and ``--resume RUN_DIR`` continues it bit-identically. The measured numbe
 from __future__ import annotations
 
 import dataclasses
-import functools
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from experiments import runtime
 from experiments.plots import seeing_backprop as plots
+from experiments.plots.seeing_backprop import NETWORKS, summary
 from experiments.runtime import evaluation, options
 from experiments.runtime.cli import ConfigError, flag
-
-NETWORKS = ("untrained", "trained")
+from experiments.runtime.wish_analysis import analyse, parameter_names, rank_profile
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(runtime.DataOptions, runtime.ModelOptions, runtime.OptimizerOptions,
-             runtime.TrainingOptions, runtime.RunOptions):
+class Config(
+    runtime.DataOptions,
+    runtime.ModelOptions,
+    runtime.OptimizerOptions,
+    runtime.TrainingOptions,
+    runtime.RunOptions,
+):
     index: int | None = flag(None, "the test example by its index (instead of --digit)")
     digit: int | None = flag(None, "the first test example of this digit (default 2)")
     average_over: int = flag(100, "average the wish lists of this many random training examples")
@@ -66,21 +69,27 @@ class Config(runtime.DataOptions, runtime.ModelOptions, runtime.OptimizerOptions
         if self.top_k > n_params:
             raise ConfigError(f"--top-k {self.top_k} exceeds the network's {n_params} parameters")
         if self.spec().cost_function.output_grad is None:
-            raise ConfigError(f"--cost {self.cost} has no hand-written dC/da^L (output_grad), "
-                              "which the wish list needs")
+            raise ConfigError(
+                f"--cost {self.cost} has no hand-written dC/da^L (output_grad), "
+                "which the wish list needs"
+            )
 
     def check_data(self, ds) -> None:
         """Called by the runtime once the data are loaded."""
         self.example_index(ds.y_test)
         if self.average_over > len(ds.y_train):
-            raise ConfigError(f"--average-over {self.average_over} exceeds the "
-                              f"{len(ds.y_train)} training examples")
+            raise ConfigError(
+                f"--average-over {self.average_over} exceeds the "
+                f"{len(ds.y_train)} training examples"
+            )
 
     def example_index(self, test_labels) -> int:
         if self.index is not None:
             if self.index >= len(test_labels):
-                raise ConfigError(f"--index {self.index} is out of range: the test set has "
-                                  f"{len(test_labels)} examples")
+                raise ConfigError(
+                    f"--index {self.index} is out of range: the test set has "
+                    f"{len(test_labels)} examples"
+                )
             return self.index
         digit = 2 if self.digit is None else self.digit
         hits = np.flatnonzero(np.asarray(test_labels) == digit)
@@ -107,102 +116,40 @@ def run(cfg: Config, ctx: runtime.Context) -> dict:
     if restored is not None:
         start, arrays, record = restored
         params, opt_state, history = arrays["params"], arrays["opt_state"], record["history"]
-    epoch_fn = train.make_sgd_epoch(train.make_train_step(tx, cfg.method, spec=spec),
-                                    cfg.batch_size)
+    epoch_fn = train.make_sgd_epoch(
+        train.make_train_step(tx, cfg.method, spec=spec), cfg.batch_size
+    )
     evaluate = evaluation.make_evaluator(data, spec, ("test",))
-    result = ctx.fit(epoch_fn, params, opt_state, epochs=cfg.epochs, start_epoch=start,
-                     history=history, evaluate=evaluate,
-                     epoch_args=lambda e: (x, labels, jax.random.fold_in(k_train, e)))
+    result = ctx.fit(
+        epoch_fn,
+        params,
+        opt_state,
+        epochs=cfg.epochs,
+        start_epoch=start,
+        history=history,
+        evaluate=evaluate,
+        epoch_args=lambda e: (x, labels, jax.random.fold_in(k_train, e)),
+    )
 
     index = cfg.example_index(ctx.data.y_test)
     subset = jax.random.choice(k_subset, x.shape[0], (cfg.average_over,), replace=False)
     networks = {}
     with ctx.phase("wish_lists"):
         for net, p in zip(NETWORKS, (untrained, result.params), strict=True):
-            networks[net] = {**explain(p, data, index, subset, cfg, spec),
-                             "test_accuracy": evaluate(p)["test_accuracy"]}
-    return {"spec": spec.to_dict(), "source": ctx.data.source, "history": result.history,
-            "example": {"index": index, "label": int(ctx.data.y_test[index]),
-                        "image": ctx.data.x_test[index]},
-            "networks": networks}
-
-
-def parameter_names(params) -> list[str]:
-    """A name for every entry of ``ravel_pytree(params)``, in its order: ``w2[3,7]``, ``b1[0]``."""
-    names = []
-    for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
-        layer, kind = path[0].idx + 1, path[1].key
-        names += [f"{kind}{layer}[{','.join(map(str, i))}]" for i in np.ndindex(leaf.shape)]
-    return names
-
-
-def rel_diff(a, b) -> jax.Array:
-    """max |a - b| / max |b| over two pytrees (NaN when b is all 0)."""
-    pairs = zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
-    diff = jnp.max(jnp.stack([jnp.max(jnp.abs(u - v)) for u, v in pairs]))
-    return diff / jnp.max(jnp.stack([jnp.max(jnp.abs(v)) for v in jax.tree.leaves(b)]))
-
-
-def rank_profile(values: np.ndarray, points: int = 200) -> dict:
-    """|values| sorted descending at ~``points`` log-spaced ranks, and the top shares of sum v^2."""
-    mags = np.sort(np.abs(values))[::-1]
-    ranks = np.unique(np.geomspace(1, len(mags), points).round().astype(int))
-    with np.errstate(invalid="ignore", divide="ignore"):  # an all-zero gradient: shares NaN
-        share = np.cumsum(mags**2) / np.sum(mags**2)
-    top = {f"{p}%": float(share[max(1, round(len(mags) * p / 100)) - 1]) for p in (1, 10)}
-    return {"ranks": ranks, "magnitudes": mags[ranks - 1], "share_of_squared_norm_in_top": top}
-
-
-@functools.partial(jax.jit, static_argnames=("top_k", "spec"))
-def analyse(params, x, y, xs_some, ys_some, xs_all, ys_all, epsilon, *, top_k: int, spec):
-    """The numbers behind the figures for one network and example ``x`` (n_in,), ``y`` one-hot:
-    its wish list, the means over ``xs_some`` and ``xs_all``, the sensitivity of the top-k
-    parameters and the identities, in one compiled function."""
-    from jax.flatten_util import ravel_pytree
-
-    import bpjax
-    from bpjax import wish_list as wl
-
-    one = wl.wish_list(params, x, y, spec=spec)
-    some = wl.mean_wish_list(params, xs_some, ys_some, spec=spec)
-    every = wl.mean_wish_list(params, xs_all, ys_all, spec=spec)
-    zs, activations = bpjax.forward_trace(params, x, spec=spec)
-    cost = functools.partial(bpjax.example_cost, spec=spec)
-    base_cost = cost(params, x, y)
-
-    # "The magnitude of each component tells you how sensitive the cost is": move each of the
-    # top-k parameters alone by epsilon the way the example wishes and measure the cost change.
-    flat_params, unravel = ravel_pytree(params)
-    nudges = {"one": one, "some": some, "every": every}
-    nudges = {k: wl.parameter_nudges(w) for k, w in nudges.items()}
-    flat = {k: ravel_pytree(n)[0] for k, n in nudges.items()}
-    _, top = jax.lax.top_k(jnp.abs(flat["one"]), top_k)
-
-    def moved_cost(i):
-        return cost(unravel(flat_params.at[i].add(epsilon * jnp.sign(flat["one"][i]))), x, y)
-
-    minus = functools.partial(jax.tree.map, jnp.negative)
-    mean_cost_grad = jax.grad(lambda p: bpjax.cost(p, xs_all, ys_all, spec=spec))(params)
-    layer_parts = zip(one.layers, wl.activation_desires(one), spec.layer_activations(len(params)),
-                      zs, activations[1:], activations[:-1], strict=True)
+            networks[net] = {
+                **explain(p, data, index, subset, cfg, spec),
+                "test_accuracy": evaluate(p)["test_accuracy"],
+            }
     return {
-        "one": one, "some": some, "every": every, "flat": flat, "top": top, "cost": base_cost,
-        "activations": activations,
-        "cost_changes": jax.vmap(moved_cost)(top) - base_cost,
-        "cosine_to_all": {k: wl.tree_dot(n, nudges["every"])
-                          / (wl.tree_norm(n) * wl.tree_norm(nudges["every"]))
-                          for k, n in nudges.items()},
-        "checks": {
-            "one_vs_minus_backprop": rel_diff(
-                nudges["one"], minus(bpjax.backprop(params, x, y, spec=spec))),
-            "every_vs_minus_grad_of_mean_cost": rel_diff(nudges["every"], minus(mean_cost_grad)),
-            "w_nudge_vs_desire_through_f_prime_times_source": jnp.max(jnp.stack([
-                rel_diff(layer.w, jnp.outer(act.vjp(z, a, d), a_prev))
-                for layer, d, act, z, a, a_prev in layer_parts])),
-            "route3_sum_vs_a_prev": jnp.max(jnp.stack([
-                rel_diff(jnp.sum(layer.a_prev_by_neuron, axis=0), layer.a_prev)
-                for layer in one.layers])),
+        "spec": spec.to_dict(),
+        "source": ctx.data.source,
+        "history": result.history,
+        "example": {
+            "index": index,
+            "label": int(ctx.data.y_test[index]),
+            "image": ctx.data.x_test[index],
         },
+        "networks": networks,
     }
 
 
@@ -216,26 +163,51 @@ def explain(params, data: dict, index: int, subset, cfg: Config, spec) -> dict:
     x = x_test[index]
     y = bpjax.one_hot(y_test[index], n_out, dtype=x.dtype)
     ys_train = bpjax.one_hot(y_train, n_out, dtype=x.dtype)
-    r = jax.device_get(analyse(params, x, y, x_train[subset], ys_train[subset], x_train,
-                               ys_train, cfg.epsilon, top_k=cfg.top_k, spec=spec))
+    r = jax.device_get(
+        analyse(
+            params,
+            x,
+            y,
+            x_train[subset],
+            ys_train[subset],
+            x_train,
+            ys_train,
+            cfg.epsilon,
+            top_k=cfg.top_k,
+            spec=spec,
+        )
+    )
     one, activations, top = r["one"], r["activations"], r["top"]
     magnitudes = np.abs(r["flat"]["one"])
     names = parameter_names(params)
     # The first-layer neuron whose average weight nudge is largest: the one the data move most.
-    focus = int(np.nanargmax(np.sum(r["every"].layers[0].w ** 2, axis=1))) \
-        if np.isfinite(r["every"].layers[0].w).any() else 0
-    averages = {k: {"output": r[k].output, "first_layer_w": r[k].layers[0].w[focus],
-                    "cosine_to_all": float(r["cosine_to_all"][k]),
-                    "norm": float(np.linalg.norm(r["flat"][k]))} for k in ("one", "some", "every")}
+    focus = (
+        int(np.nanargmax(np.sum(r["every"].layers[0].w ** 2, axis=1)))
+        if np.isfinite(r["every"].layers[0].w).any()
+        else 0
+    )
+    averages = {
+        k: {
+            "output": r[k].output,
+            "first_layer_w": r[k].layers[0].w[focus],
+            "cosine_to_all": float(r["cosine_to_all"][k]),
+            "norm": float(np.linalg.norm(r["flat"][k])),
+        }
+        for k in ("one", "some", "every")
+    }
     return {
         "cost": float(r["cost"]),
         "prediction": int(np.argmax(activations[-1])),
         "output_activations": activations[-1],
         "output_nudges": one.output,
-        "layers": [{"b_nudges": layer.b, "w_nudges": layer.w, "source_activations": a_prev}
-                   for layer, a_prev in zip(one.layers, activations[:-1], strict=True)],
-        "propagated": {"asks_by_output_neuron": one.layers[-1].a_prev_by_neuron,
-                       "desire": one.layers[-1].a_prev},
+        "layers": [
+            {"b_nudges": layer.b, "w_nudges": layer.w, "source_activations": a_prev}
+            for layer, a_prev in zip(one.layers, activations[:-1], strict=True)
+        ],
+        "propagated": {
+            "asks_by_output_neuron": one.layers[-1].a_prev_by_neuron,
+            "desire": one.layers[-1].a_prev,
+        },
         "sensitivity": {
             "epsilon": cfg.epsilon,
             "names": [names[i] for i in top],
@@ -247,30 +219,24 @@ def explain(params, data: dict, index: int, subset, cfg: Config, spec) -> dict:
             "profile_one": rank_profile(r["flat"]["one"]),
             "profile_every": rank_profile(r["flat"]["every"]),
         },
-        "averages": {"focus_neuron": focus, "n_some": int(subset.shape[0]),
-                     "n_every": int(x_train.shape[0]), **averages},
+        "averages": {
+            "focus_neuron": focus,
+            "n_some": int(subset.shape[0]),
+            "n_every": int(x_train.shape[0]),
+            **averages,
+        },
         "checks": {name: float(v) for name, v in r["checks"].items()},
     }
-
-
-def summary(results: dict) -> str:
-    ex = results["example"]
-    lines = [f"test example {ex['index']} (a {ex['label']}), {results['source']}"]
-    for net in NETWORKS:
-        r, avg = results["networks"][net], results["networks"][net]["averages"]
-        checks = ", ".join(f"{k} {float(v):.1e}" for k, v in r["checks"].items())
-        lines.append(
-            f"{net:9s}: test acc {float(r['test_accuracy']):.4f}, predicts {r['prediction']}, "
-            f"cost {float(r['cost']):.4f}, cosine of its wish list to the all-mean "
-            f"{float(avg['one']['cosine_to_all']):.3f} (mean of {avg['n_some']}: "
-            f"{float(avg['some']['cosine_to_all']):.3f})\n           identities: {checks}")
-    return "\n".join(lines)
 
 
 EXPERIMENT = runtime.Experiment(
     name="seeing_backprop",
     description="One test example's wish list on an untrained and a trained network.",
-    config=Config, run=run, plot=plots.plot, summary=summary, quick=QUICK,
+    config=Config,
+    run=run,
+    plot=plots.plot,
+    summary=summary,
+    quick=QUICK,
 )
 
 

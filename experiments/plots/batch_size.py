@@ -1,5 +1,5 @@
 """Figures of ``experiments.batch_size``: steps against examples with the fitted hyperbola, the
-noise scale at the target against batch size, and ``table.md``."""
+noise scale at the target against batch size, and ``table.md`` (also the printed summary)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,63 @@ import numpy as np
 from experiments.runtime.rundir import atomic_write_bytes, save_figure
 
 
+def row_line(row: dict) -> str:
+    if row["lr"] is None:
+        return f"B={row['batch_size']}: target not reached"
+    return (
+        f"B={row['batch_size']}: lr {row['lr']:.3g}, S {row['steps_mean']:.1f} ± "
+        f"{row['steps_std']:.1f}, E {row['examples_mean']:.0f}, B_noise "
+        f"{np.mean(row['b_noise']):.0f}, {row['seconds']:.0f} s"
+    )
+
+
+def table(results: dict) -> str:
+    """The markdown table of a run: one row per batch size, then the fit and B_noise."""
+    lines = [
+        "| B | tuned lr (grid) | steps S | examples E | B_noise at target | time |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in results["rows"]:
+        grid = ", ".join(f"{v:.3g}" for v in r["lrs_tried"])
+        if r["lr"] is None:
+            lines.append(
+                f"| {r['batch_size']} | none reached ({grid}) | – | – | – | {r['seconds']:.0f} s |"
+            )
+            continue
+        edge = " (edge)" if r.get("lr_at_edge") else ""
+        bn = np.asarray(r["b_noise"])
+        lines.append(
+            f"| {r['batch_size']} | {r['lr']:.3g}{edge} ({grid}) | {r['steps_mean']:.1f} ± "
+            f"{r['steps_std']:.1f} | {r['examples_mean']:.0f} | {bn.mean():.0f} ± "
+            f"{bn.std(ddof=1) if bn.size > 1 else 0:.0f} | {r['seconds']:.0f} s |"
+        )
+    if "fit" in results:
+        f, per = results["fit"], results.get("fit_per_seed", [])
+
+        def spread(key):
+            v = np.array([p[key] for p in per])
+            return f" ± {v.std(ddof=1):.3g} over seeds" if v.size > 1 else ""
+
+        noise = np.concatenate(
+            [np.asarray(r["b_noise"]) for r in results["rows"] if r.get("b_noise")]
+            or [np.array([np.nan])]
+        )
+        lines += [
+            "",
+            f"Fit (seed means): S_min = {f['s_min']:.3g}{spread('s_min')}, "
+            f"E_min = {f['e_min']:.3g}{spread('e_min')}, B_crit = E_min/S_min = "
+            f"{f['b_crit']:.3g}{spread('b_crit')}; rms log error {f['rms_log_error']:.3f}.",
+            f"B_noise at the target, all tuned runs: median {np.nanmedian(noise):.3g} "
+            f"(range {np.nanmin(noise):.3g} to {np.nanmax(noise):.3g}); "
+            f"B_crit / B_noise = {f['b_crit'] / np.nanmedian(noise):.2f}.",
+        ]
+    return "\n".join(lines)
+
+
 def plot(results: dict, run_dir: Path) -> None:
     import matplotlib.pyplot as plt
 
     from bpjax import scaling
-    from experiments.batch_size import table
 
     atomic_write_bytes(run_dir / "table.md", (table(results) + "\n").encode())
     rows = [r for r in results["rows"] if r["lr"] is not None]
