@@ -28,7 +28,7 @@ import optax
 
 from experiments import runtime
 from experiments.plots import gd_vs_sgd as plots
-from experiments.runtime import evaluation, options, trajectory
+from experiments.runtime import compute_to_target, evaluation, options, trajectory
 from experiments.runtime.cli import flag
 
 
@@ -40,15 +40,32 @@ class Config(runtime.DataOptions, runtime.ModelOptions, runtime.OptimizerOptions
                             "SGD's training time")
     log_every: int = flag(100, "record SGD's mini-batch cost every k steps")
     path_every: int = flag(10, "snapshot SGD's first epoch every k steps for the trajectories")
+    to_target: bool = flag(False, "then the fair comparison: both learning rates tuned on the "
+                           "validation split (needs --validation), compute to 90 and 95 percent")
+    sgd_lrs: tuple[float, ...] = flag((1.5, 3.0, 6.0, 12.0), "--to-target: SGD's peak rates "
+                                      "tried (the --schedule over --epochs)")
+    gd_lrs: tuple[float, ...] = flag((1.0, 3.0, 10.0, 30.0), "--to-target: GD's constant "
+                                     "rates tried")
+    gd_budget: int = flag(2000, "--to-target: most full-batch GD steps (it stops earlier at "
+                          "SGD's final validation accuracy)")
 
     def check(self) -> None:
         super().check()
         options.positive_rate("gd_lr", self.gd_lr)
         options.at_least("log_every", self.log_every)
         options.at_least("path_every", self.path_every)
+        options.at_least("gd_budget", self.gd_budget)
+        for name in ("sgd_lrs", "gd_lrs"):
+            if not getattr(self, name):
+                raise runtime.ConfigError(f"--{name.replace('_', '-')} needs >= 1 rate")
+            for lr in getattr(self, name):
+                options.positive_rate(name, lr)
+        if self.to_target and self.validation < 1:
+            raise runtime.ConfigError("--to-target tunes and measures on a validation split: "
+                                      "give --validation, e.g. --validation 10000")
 
 
-QUICK = {"epochs": 3, "log_every": 20}
+QUICK = {"epochs": 3, "log_every": 20, "gd_budget": 60}
 
 
 def run(cfg: Config, ctx: runtime.Context) -> dict:
@@ -84,6 +101,7 @@ def run(cfg: Config, ctx: runtime.Context) -> dict:
     if restored is not None:
         _, arrays, record = restored
         state = {"phase": record["phase"], "epoch": record["epoch"], "history": record["history"],
+                 "to_target": record.get("to_target", {}),
                  "params": arrays["params"], "opt_state": arrays["opt_state"],
                  "snapshots": {ph: _unstack(s) for ph, s in arrays["snapshots"].items()}}
 
@@ -120,8 +138,9 @@ def run(cfg: Config, ctx: runtime.Context) -> dict:
         state.update(phase="gd", epoch=0, params=params0, opt_state=gd_tx.init(params0),
                      snapshots={**state["snapshots"], "gd": [params0]})
     gd_step = train.make_full_batch_step(gd_tx, cfg.method, spec=spec)
-    arm("gd", gd_step, gd_tx, lambda e: (x, labels), mean_cost, cfg.epochs, n,
-        "--gd-lr")
+    if state["phase"] != "to_target":
+        arm("gd", gd_step, gd_tx, lambda e: (x, labels), mean_cost, cfg.epochs, n,
+            "--gd-lr")
 
     results = {"spec": spec.to_dict(), "steps_per_epoch": {"sgd": steps, "gd": 1},
                "history": state["history"]}
@@ -139,7 +158,34 @@ def run(cfg: Config, ctx: runtime.Context) -> dict:
         results["trajectory"] = trajectory.planes(
             state["snapshots"]["sgd"], state["snapshots"]["gd"], path, x, labels, spec,
             cfg.path_every)
+    if cfg.to_target:
+        # Checkpoints 2E + 1..4 after each of its phases; a resume reruns only the one cut off.
+        def save(i, done):
+            arrays, record = state_of("gd", cfg.epochs, state["params"], state["opt_state"],
+                                      state["history"]["gd"])
+            ctx.epoch_end(2 * cfg.epochs + i, lambda: (
+                arrays, {**record, "phase": "to_target", "to_target": done}), final=True)
+
+        results["to_target"] = to_target_phase(cfg, ctx, data, params0, key_sgd, steps,
+                                               state.get("to_target", {}), save)
     return results
+
+
+def to_target_phase(cfg, ctx, data, params0, key_sgd, steps, done, save) -> dict:
+    from bpjax.optimizers import make_sweep_optimizer
+
+    n = data["train"][0].shape[0]
+    sgd = compute_to_target.Arm(
+        make_sweep_optimizer(cfg.optimizer, schedule=cfg.schedule, total_steps=cfg.epochs * steps,
+                             l2=cfg.weight_decay, **cfg.optimizer_kwargs()),
+        cfg.sgd_lrs, cfg.batch_size, cfg.epochs * steps, key_sgd, max(1, steps // 5))
+    gd = compute_to_target.Arm(make_sweep_optimizer("sgd", l2=cfg.weight_decay), cfg.gd_lrs, n,
+                               cfg.gd_budget, key_sgd, 16)
+    out = compute_to_target.compare({"sgd": sgd, "gd": gd}, params0, data, spec=cfg.spec(),
+                                    method=cfg.method, done=done, on_phase=save,
+                                    timed=ctx.phase)
+    out["table_md"] = compute_to_target.table(out)
+    return out
 
 
 def _minibatch_log(every: int):
@@ -176,6 +222,8 @@ def summary(results: dict) -> str:
             f"{float(last['train_cost']):>10.4f} {float(last['test_cost']):>9.4f} "
             f"{100 * float(last['test_accuracy']):>7.2f}% {100 * best:>7.2f}% "
             f"{last['train_time_s']:>8.2f}")
+    if "to_target" in results:
+        lines += ["", results["to_target"]["table_md"]]
     t = results["timing_s"]
     lines.append("seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in t.items()))
     return "\n".join(lines)
