@@ -3,6 +3,7 @@
     python -m experiments.gd_vs_sgd                 # the default run: full MNIST if available
     python -m experiments.gd_vs_sgd --quick         # a seconds-long smoke run
     python -m experiments.gd_vs_sgd --equal-time    # GD also steps until it used SGD's time
+    python -m experiments.gd_vs_sgd --to-target --validation 10000  # + the tuned comparison
     python -m experiments.gd_vs_sgd --resume runs/gd_vs_sgd/<run>   # go on after a kill
 
 Both train the same initial network (the shared model options; default 784-16-16-10 sigmoid,
@@ -16,6 +17,17 @@ test cost and accuracy, examples processed, training seconds; SGD's mini-batch c
 ``--log-every`` steps; both parameter paths on their PCA plane with the cost surface there;
 per-phase seconds) and the figures drawn from it (``experiments/plots/gd_vs_sgd.py``):
 ``cost_vs_epoch.png``, ``cost_vs_time.png``, ``accuracy_vs_epoch.png``, ``trajectories.png``.
+
+``--to-target`` (needs ``--validation``; it is an error without) then runs the fair comparison
+(``experiments/runtime/compute_to_target.py``) from the same initial network: SGD's peak rate
+picked from ``--sgd-lrs`` (default 1.5, 3, 6, 12; the recipe's schedule over ``--epochs``) by
+the highest final validation accuracy, GD's constant rate from ``--gd-lrs`` (default 1, 3, 10,
+30) by the fewest steps to 90% validation; then each chosen rate alone, SGD for its epochs, GD
+until SGD's final validation accuracy or ``--gd-budget`` full-batch steps. It adds
+``results["to_target"]`` (the sweeps, both curves against example-gradients and seconds, the
+table of compute to 90%/95% validation and GD/SGD ratios), ``to_target_vs_examples.png`` and
+``to_target_vs_time.png``. It checkpoints after each of its four phases (checkpoints 2E+1 to
+2E+4); a resume reruns only the phase that was cut off.
 """
 
 from __future__ import annotations
@@ -161,6 +173,7 @@ def run(cfg: Config, ctx: runtime.Context) -> dict:
     if cfg.to_target:
         # Checkpoints 2E + 1..4 after each of its phases; a resume reruns only the one cut off.
         def save(i, done):
+            ctx.say(f"to-target phase {i} of 4 done ({list(done)[-1]})")
             arrays, record = state_of("gd", cfg.epochs, state["params"], state["opt_state"],
                                       state["history"]["gd"])
             ctx.epoch_end(2 * cfg.epochs + i, lambda: (

@@ -79,8 +79,17 @@ def make_chunk(step, batch_size: int, n: int, n_classes: int = 10):
     return jax.jit(jax.vmap(one_run, in_axes=(0, 0, None, None, 0, None, None)))
 
 
-def train_logged(tx, params, opt_state, data: dict, arm: Arm, *, spec, method="autodiff",
-                 stop: Callable[[np.ndarray], bool] | None = None) -> dict[str, list]:
+def train_logged(
+    tx,
+    params,
+    opt_state,
+    data: dict,
+    arm: Arm,
+    *,
+    spec,
+    method="autodiff",
+    stop: Callable[[np.ndarray], bool] | None = None,
+) -> dict[str, list]:
     """R runs (leading axis on ``params``/``opt_state``) for ``arm.max_steps`` steps or until
     ``stop(validation_accuracy (R,))``; the history as lists: "step", "examples", "seconds"
     (n_evals,) and "<split>_cost"/"<split>_accuracy" (n_evals, R)."""
@@ -99,8 +108,10 @@ def train_logged(tx, params, opt_state, data: dict, arm: Arm, *, spec, method="a
         if b == n:
             return jnp.zeros((r, 2, 1), jnp.int32)
         of = jax.vmap(lambda k: epoch_order(k, n, b))
-        return jnp.concatenate([of(jax.vmap(jax.random.fold_in, (0, None))(keys, e))
-                                for e in (epoch, epoch + 1)], axis=1)
+        return jnp.concatenate(
+            [of(jax.vmap(jax.random.fold_in, (0, None))(keys, e)) for e in (epoch, epoch + 1)],
+            axis=1,
+        )
 
     hist: dict[str, list] = {"step": [], "examples": [], "seconds": []}
 
@@ -113,7 +124,8 @@ def train_logged(tx, params, opt_state, data: dict, arm: Arm, *, spec, method="a
                 m = evaluate(p, *data[name])
                 for what in ("cost", "accuracy"):
                     hist.setdefault(f"{name}_{what}", []).append(
-                        np.asarray(m[what], dtype=np.float64).tolist())
+                        np.asarray(m[what], dtype=np.float64).tolist()
+                    )
         return np.asarray(hist["validation_accuracy"][-1])
 
     compiled = None
@@ -147,8 +159,12 @@ def reached(hist: dict, level: float, run: int = 0, metric="validation_accuracy"
     total = {f"{c}_total": float(a[-1]) for c, a in cols.items()}
     if hits.size == 0:
         i = int(np.argmax(v))
-        return {"reached": False, "best": float(v[i]), **{c: float(a[i]) for c, a in cols.items()},
-                **total}
+        return {
+            "reached": False,
+            "best": float(v[i]),
+            **{c: float(a[i]) for c, a in cols.items()},
+            **total,
+        }
     i = int(hits[0])
     f = 1.0 if i == 0 or not np.isfinite(v[i - 1]) else (level - v[i - 1]) / (v[i] - v[i - 1])
     at = {c: float(a[i] if i == 0 else a[i - 1] + f * (a[i] - a[i - 1])) for c, a in cols.items()}
@@ -167,10 +183,18 @@ def _final(hist, key="validation_accuracy") -> np.ndarray:
     return np.where(np.isfinite(v), v, -np.inf)
 
 
-def compare(arms: dict[str, Arm], params0, data: dict, *, spec, method="autodiff",
-            levels=(0.9, 0.95), done: dict | None = None,
-            on_phase: Callable[[int, dict], None] = lambda i, done: None,
-            timed: Callable[[str], Any] | None = None) -> dict:
+def compare(
+    arms: dict[str, Arm],
+    params0,
+    data: dict,
+    *,
+    spec,
+    method="autodiff",
+    levels=(0.9, 0.95),
+    done: dict | None = None,
+    on_phase: Callable[[int, dict], None] = lambda i, done: None,
+    timed: Callable[[str], Any] | None = None,
+) -> dict:
     """The four phases of the module docstring; returns ``done`` completed with the table."""
     import contextlib
 
@@ -186,19 +210,32 @@ def compare(arms: dict[str, Arm], params0, data: dict, *, spec, method="autodiff
         return done[name]
 
     def select_sgd():
-        hist = train_logged(sgd.tx, *_runs(sgd.tx, params0, sgd.lrs), data, sgd, spec=spec,
-                            method=method)
+        hist = train_logged(
+            sgd.tx, *_runs(sgd.tx, params0, sgd.lrs), data, sgd, spec=spec, method=method
+        )
         values = _final(hist)
-        return {"split": "validation", "metric": "final validation accuracy",
-                "lrs": list(sgd.lrs), "values": values.tolist(),
-                "chosen": float(sgd.lrs[int(np.argmax(values))]), "history": hist}
+        return {
+            "split": "validation",
+            "metric": "final validation accuracy",
+            "lrs": list(sgd.lrs),
+            "values": values.tolist(),
+            "chosen": float(sgd.lrs[int(np.argmax(values))]),
+            "history": hist,
+        }
 
     sel_sgd = phase(1, "select_sgd", select_sgd)
     target, first = float(np.max(sel_sgd["values"])), min(levels)
 
     def select_gd():
-        hist = train_logged(gd.tx, *_runs(gd.tx, params0, gd.lrs), data, gd, spec=spec,
-                            method=method, stop=lambda v: bool((v >= first).any()))
+        hist = train_logged(
+            gd.tx,
+            *_runs(gd.tx, params0, gd.lrs),
+            data,
+            gd,
+            spec=spec,
+            method=method,
+            stop=lambda v: bool((v >= first).any()),
+        )
         got = [reached(hist, first, i) for i in range(len(gd.lrs))]
         steps = np.array([g["step"] if g["reached"] else np.inf for g in got])
         if np.isfinite(steps).any():
@@ -207,15 +244,21 @@ def compare(arms: dict[str, Arm], params0, data: dict, *, spec, method="autodiff
         else:
             metric, values = "validation accuracy at the budget", _final(hist)
             best = int(np.argmax(values))
-        return {"split": "validation", "metric": metric, "lrs": list(gd.lrs),
-                "values": [float(v) for v in values], "chosen": float(gd.lrs[best]),
-                "history": hist}
+        return {
+            "split": "validation",
+            "metric": metric,
+            "lrs": list(gd.lrs),
+            "values": [float(v) for v in values],
+            "chosen": float(gd.lrs[best]),
+            "history": hist,
+        }
 
     sel_gd = phase(2, "select_gd", select_gd)
 
     def alone(arm, lr, stop=None):
-        return lambda: train_logged(arm.tx, *_runs(arm.tx, params0, [lr]), data, arm, spec=spec,
-                                    method=method, stop=stop)
+        return lambda: train_logged(
+            arm.tx, *_runs(arm.tx, params0, [lr]), data, arm, spec=spec, method=method, stop=stop
+        )
 
     hist_sgd = phase(3, "sgd", alone(sgd, sel_sgd["chosen"]))
     hist_gd = phase(4, "gd", alone(gd, sel_gd["chosen"], lambda v: bool(v[0] >= target)))
@@ -224,28 +267,38 @@ def compare(arms: dict[str, Arm], params0, data: dict, *, spec, method="autodiff
         a, b = reached(hist_sgd, level), reached(hist_gd, level)
         # An arm that never reached the level used at least its whole run: a bound, not a ratio.
         bound = {(True, True): "=", (True, False): ">=", (False, True): "<="}.get(
-            (a["reached"], b["reached"]))
+            (a["reached"], b["reached"])
+        )
         row = {"level": level, "sgd": a, "gd": b, "ratio_is": bound}
         for c in ("examples", "seconds"):
             num = b[c] if b["reached"] else b[f"{c}_total"]
             den = a[c] if a["reached"] else a[f"{c}_total"]
             row[f"{c}_ratio"] = num / den if bound and den > 0 else None
         rows.append(row)
-    return {**done, "target": target, "levels": list(levels),
-            "budget_steps": {"sgd": sgd.max_steps, "gd": gd.max_steps},
-            "batch_size": {"sgd": sgd.batch_size, "gd": gd.batch_size}, "table": rows}
+    return {
+        **done,
+        "target": target,
+        "levels": list(levels),
+        "budget_steps": {"sgd": sgd.max_steps, "gd": gd.max_steps},
+        "batch_size": {"sgd": sgd.batch_size, "gd": gd.batch_size},
+        "table": rows,
+    }
 
 
 def table(tt: dict) -> str:
     """The markdown table of ``compare``'s result."""
     sel = {a: tt[f"select_{a}"] for a in ("sgd", "gd")}
-    lines = [f"Learning rates chosen on the validation split: SGD {sel['sgd']['chosen']:g} "
-             f"(grid {', '.join(f'{v:g}' for v in sel['sgd']['lrs'])}; {sel['sgd']['metric']}), "
-             f"GD {sel['gd']['chosen']:g} (grid {', '.join(f'{v:g}' for v in sel['gd']['lrs'])}; "
-             f"{sel['gd']['metric']}). Target: {100 * tt['target']:.2f}% validation (SGD's "
-             f"final); GD budget {tt['budget_steps']['gd']} full-batch steps.", "",
-             "| validation accuracy | SGD example-gradients | SGD seconds | GD example-gradients "
-             "| GD seconds | GD / SGD examples | GD / SGD seconds |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Learning rates chosen on the validation split: SGD {sel['sgd']['chosen']:g} "
+        f"(grid {', '.join(f'{v:g}' for v in sel['sgd']['lrs'])}; {sel['sgd']['metric']}), "
+        f"GD {sel['gd']['chosen']:g} (grid {', '.join(f'{v:g}' for v in sel['gd']['lrs'])}; "
+        f"{sel['gd']['metric']}). Target: {100 * tt['target']:.2f}% validation (SGD's "
+        f"final); GD budget {tt['budget_steps']['gd']} full-batch steps.",
+        "",
+        "| validation accuracy | SGD example-gradients | SGD seconds | GD example-gradients "
+        "| GD seconds | GD / SGD examples | GD / SGD seconds |",
+        "|---|---|---|---|---|---|---|",
+    ]
 
     def cell(r):
         note = "" if r["reached"] else f" (best {100 * r['best']:.2f}%)"
@@ -254,14 +307,19 @@ def table(tt: dict) -> str:
     for row in tt["table"]:
         (ea, sa), (eb, sb) = cell(row["sgd"]), cell(row["gd"])
         sign = {"=": "", ">=": "> ", "<=": "< "}.get(row["ratio_is"], "")
-        ratio = [f"{sign}{row[k]:.3g}×" if row[k] is not None else "–"
-                 for k in ("examples_ratio", "seconds_ratio")]
-        lines.append(f"| {100 * row['level']:.0f}% | {ea} | {sa} | {eb} | {sb} | "
-                     f"{ratio[0]} | {ratio[1]} |")
+        ratio = [
+            f"{sign}{row[k]:.3g}×" if row[k] is not None else "–"
+            for k in ("examples_ratio", "seconds_ratio")
+        ]
+        lines.append(
+            f"| {100 * row['level']:.0f}% | {ea} | {sa} | {eb} | {sb} | {ratio[0]} | {ratio[1]} |"
+        )
     for arm in ("sgd", "gd"):
         h = tt[arm]
-        lines.append(f"\n{arm.upper()} at the end: {h['step'][-1]} steps, {h['examples'][-1]:,} "
-                     f"example-gradients, {h['seconds'][-1]:.1f} s; test accuracy "
-                     f"{100 * h['test_accuracy'][-1][0]:.2f}%, training cost "
-                     f"{h['train_cost'][-1][0]:.4f}.")
+        lines.append(
+            f"\n{arm.upper()} at the end: {h['step'][-1]} steps, {h['examples'][-1]:,} "
+            f"example-gradients, {h['seconds'][-1]:.1f} s; test accuracy "
+            f"{100 * h['test_accuracy'][-1][0]:.2f}%, training cost "
+            f"{h['train_cost'][-1][0]:.4f}."
+        )
     return "\n".join(lines)
