@@ -3,6 +3,7 @@
     python -m experiments.gd_vs_sgd                 # the default run: full MNIST if available
     python -m experiments.gd_vs_sgd --quick         # a seconds-long smoke run
     python -m experiments.gd_vs_sgd --equal-time    # GD also steps until it used SGD's time
+    python -m experiments.gd_vs_sgd --to-target --validation 10000  # + the tuned comparison
     python -m experiments.gd_vs_sgd --resume runs/gd_vs_sgd/<run>   # go on after a kill
 
 Both train the same initial network (the shared model options; default 784-16-16-10 sigmoid,
@@ -16,6 +17,17 @@ test cost and accuracy, examples processed, training seconds; SGD's mini-batch c
 ``--log-every`` steps; both parameter paths on their PCA plane with the cost surface there;
 per-phase seconds) and the figures drawn from it (``experiments/plots/gd_vs_sgd.py``):
 ``cost_vs_epoch.png``, ``cost_vs_time.png``, ``accuracy_vs_epoch.png``, ``trajectories.png``.
+
+``--to-target`` (needs ``--validation``; it is an error without) then runs the fair comparison
+(``experiments/runtime/compute_to_target.py``) from the same initial network: SGD's peak rate
+picked from ``--sgd-lrs`` (default 1.5, 3, 6, 12; the recipe's schedule over ``--epochs``) by
+the highest final validation accuracy, GD's constant rate from ``--gd-lrs`` (default 1, 3, 10,
+30) by the fewest steps to 90% validation; then each chosen rate alone, SGD for its epochs, GD
+until SGD's final validation accuracy or ``--gd-budget`` full-batch steps. It adds
+``results["to_target"]`` (the sweeps, both curves against example-gradients and seconds, the
+table of compute to 90%/95% validation and GD/SGD ratios), ``to_target_vs_examples.png`` and
+``to_target_vs_time.png``. It checkpoints after each of its four phases (checkpoints 2E+1 to
+2E+4); a resume reruns only the phase that was cut off.
 """
 
 from __future__ import annotations
@@ -28,7 +40,7 @@ import optax
 
 from experiments import runtime
 from experiments.plots import gd_vs_sgd as plots
-from experiments.runtime import evaluation, options, trajectory
+from experiments.runtime import compute_to_target, evaluation, options, trajectory
 from experiments.runtime.cli import flag
 
 
@@ -46,15 +58,42 @@ class Config(
     )
     log_every: int = flag(100, "record SGD's mini-batch cost every k steps")
     path_every: int = flag(10, "snapshot SGD's first epoch every k steps for the trajectories")
+    to_target: bool = flag(
+        False,
+        "then the fair comparison: both learning rates tuned on the "
+        "validation split (needs --validation), compute to 90 and 95 percent",
+    )
+    sgd_lrs: tuple[float, ...] = flag(
+        (1.5, 3.0, 6.0, 12.0), "--to-target: SGD's peak rates tried (the --schedule over --epochs)"
+    )
+    gd_lrs: tuple[float, ...] = flag(
+        (1.0, 3.0, 10.0, 30.0), "--to-target: GD's constant rates tried"
+    )
+    gd_budget: int = flag(
+        2000,
+        "--to-target: most full-batch GD steps (it stops earlier at "
+        "SGD's final validation accuracy)",
+    )
 
     def check(self) -> None:
         super().check()
         options.positive_rate("gd_lr", self.gd_lr)
         options.at_least("log_every", self.log_every)
         options.at_least("path_every", self.path_every)
+        options.at_least("gd_budget", self.gd_budget)
+        for name in ("sgd_lrs", "gd_lrs"):
+            if not getattr(self, name):
+                raise runtime.ConfigError(f"--{name.replace('_', '-')} needs >= 1 rate")
+            for lr in getattr(self, name):
+                options.positive_rate(name, lr)
+        if self.to_target and self.validation < 1:
+            raise runtime.ConfigError(
+                "--to-target tunes and measures on a validation split: "
+                "give --validation, e.g. --validation 10000"
+            )
 
 
-QUICK = {"epochs": 3, "log_every": 20}
+QUICK = {"epochs": 3, "log_every": 20, "gd_budget": 60}
 
 
 def run(cfg: Config, ctx: runtime.Context) -> dict:
@@ -99,6 +138,7 @@ def run(cfg: Config, ctx: runtime.Context) -> dict:
             "phase": record["phase"],
             "epoch": record["epoch"],
             "history": record["history"],
+            "to_target": record.get("to_target", {}),
             "params": arrays["params"],
             "opt_state": arrays["opt_state"],
             "snapshots": {ph: _unstack(s) for ph, s in arrays["snapshots"].items()},
@@ -159,7 +199,8 @@ def run(cfg: Config, ctx: runtime.Context) -> dict:
             snapshots={**state["snapshots"], "gd": [params0]},
         )
     gd_step = train.make_full_batch_step(gd_tx, cfg.method, spec=spec)
-    arm("gd", gd_step, gd_tx, lambda e: (x, labels), mean_cost, cfg.epochs, n, "--gd-lr")
+    if state["phase"] != "to_target":
+        arm("gd", gd_step, gd_tx, lambda e: (x, labels), mean_cost, cfg.epochs, n, "--gd-lr")
 
     results = {
         "spec": spec.to_dict(),
@@ -198,7 +239,58 @@ def run(cfg: Config, ctx: runtime.Context) -> dict:
             spec,
             cfg.path_every,
         )
+    if cfg.to_target:
+        # Checkpoints 2E + 1..4 after each of its phases; a resume reruns only the one cut off.
+        def save(i, done):
+            ctx.say(f"to-target phase {i} of 4 done ({list(done)[-1]})")
+            arrays, record = state_of(
+                "gd", cfg.epochs, state["params"], state["opt_state"], state["history"]["gd"]
+            )
+            ctx.epoch_end(
+                2 * cfg.epochs + i,
+                lambda: (arrays, {**record, "phase": "to_target", "to_target": done}),
+                final=True,
+            )
+
+        results["to_target"] = to_target_phase(
+            cfg, ctx, data, params0, key_sgd, steps, state.get("to_target", {}), save
+        )
     return results
+
+
+def to_target_phase(cfg, ctx, data, params0, key_sgd, steps, done, save) -> dict:
+    from bpjax.optimizers import make_sweep_optimizer
+
+    n = data["train"][0].shape[0]
+    sgd = compute_to_target.Arm(
+        make_sweep_optimizer(
+            cfg.optimizer,
+            schedule=cfg.schedule,
+            total_steps=cfg.epochs * steps,
+            l2=cfg.weight_decay,
+            **cfg.optimizer_kwargs(),
+        ),
+        cfg.sgd_lrs,
+        cfg.batch_size,
+        cfg.epochs * steps,
+        key_sgd,
+        max(1, steps // 5),
+    )
+    gd = compute_to_target.Arm(
+        make_sweep_optimizer("sgd", l2=cfg.weight_decay), cfg.gd_lrs, n, cfg.gd_budget, key_sgd, 16
+    )
+    out = compute_to_target.compare(
+        {"sgd": sgd, "gd": gd},
+        params0,
+        data,
+        spec=cfg.spec(),
+        method=cfg.method,
+        done=done,
+        on_phase=save,
+        timed=ctx.phase,
+    )
+    out["table_md"] = compute_to_target.table(out)
+    return out
 
 
 def _minibatch_log(every: int):
@@ -240,6 +332,8 @@ def summary(results: dict) -> str:
             f"{100 * float(last['test_accuracy']):>7.2f}% {100 * best:>7.2f}% "
             f"{last['train_time_s']:>8.2f}"
         )
+    if "to_target" in results:
+        lines += ["", results["to_target"]["table_md"]]
     t = results["timing_s"]
     lines.append("seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in t.items()))
     return "\n".join(lines)

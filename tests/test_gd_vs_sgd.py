@@ -82,6 +82,9 @@ def test_same_seed_gives_identical_results(two_runs):
         (["--gd-lr", "-1"], "--gd-lr must be a finite number > 0"),
         (["--path-every", "0"], "--path-every must be >= 1"),
         (["--sizes", "784,16,9"], "end with 10"),
+        (["--to-target"], "--to-target tunes and measures on a validation split"),
+        (["--gd-budget", "0"], "--gd-budget must be >= 1"),
+        (["--sgd-lrs", "1,-3"], "--sgd-lrs must be a finite number > 0"),
     ],
 )
 def test_bad_flags_exit_2_with_a_message(capsys, args, message):
@@ -175,3 +178,115 @@ def test_a_diverging_gd_phase_exits_3_keeping_its_last_good_checkpoint(tmp_path)
     assert "GD diverged in epoch 3" in last and "--gd-lr 3.0" in last and "Traceback" not in err
     assert "checkpoint 10" in last and (out / "checkpoints" / "10").is_dir()
     assert not (out / "results.json").exists()
+
+
+@pytest.mark.parametrize("total, cap", [(1, 1), (7, 2), (100, 16), (1000, 64), (5, 100)])
+def test_evaluation_intervals_double_every_two_evaluations_up_to_the_cap(total, cap):
+    from experiments.runtime.compute_to_target import intervals
+
+    ks = intervals(total, cap)
+    assert sum(ks) == total and max(ks) <= cap and ks[0] == 1
+    for i in range(1, len(ks) - 1):  # the last one is cut to the total
+        assert ks[i] == min(cap, 2 ** (i // 2))
+
+
+@pytest.mark.parametrize(
+    "level, want",
+    [
+        (0.9, (True, 100 + 100 * 2 / 3)),
+        (0.5, (True, 0.0)),
+        (0.99, (False, 200.0)),
+        (0.7, (True, 50.0)),
+    ],
+)
+def test_compute_to_a_level_is_interpolated_between_evaluations(level, want):
+    from experiments.runtime.compute_to_target import reached
+
+    hist = {
+        "step": [0, 1, 2],
+        "examples": [0, 100, 200],
+        "seconds": [0.0, 1.0, 2.0],
+        "validation_accuracy": [[0.6], [0.8], [0.95]],
+    }
+    got = reached(hist, level)
+    assert (got["reached"], got["examples"]) == pytest.approx(want)
+    assert got["seconds"] == pytest.approx(got["examples"] / 100)
+    assert got["best"] == 0.95 and got["examples_total"] == 200
+
+
+@pytest.mark.slow
+def test_to_target_tunes_on_validation_and_tabulates_compute(tmp_path):
+    results = gd_vs_sgd.main(
+        [
+            *ARGS,
+            "--to-target",
+            "--validation",
+            "1000",
+            "--gd-budget",
+            "30",
+            "--sgd-lrs",
+            "1,6",
+            "--gd-lrs",
+            "0.3,3",
+            "--out",
+            str(tmp_path / "run"),
+        ]
+    )
+    tt = results["to_target"]
+    for arm, lrs, budget in (("sgd", [1.0, 6.0], 2 * 30), ("gd", [0.3, 3.0], 30)):
+        sel = tt[f"select_{arm}"]
+        assert sel["split"] == "validation" and sel["lrs"] == lrs
+        assert sel["chosen"] in lrs and tt["budget_steps"][arm] == budget
+        final = np.asarray(sel["history"]["validation_accuracy"][-1])
+        assert not np.array_equal(final, sel["history"]["test_accuracy"][-1])
+        assert tt[arm]["step"][-1] <= budget and len(tt[arm]["test_accuracy"][0]) == 1
+        assert set(tt[arm]) >= {"examples", "seconds", "train_cost", "validation_accuracy"}
+        assert tt[arm]["examples"][1] == tt["batch_size"][arm]
+    sel = tt["select_sgd"]  # SGD: the highest final validation accuracy wins
+    assert sel["values"] == sel["history"]["validation_accuracy"][-1]
+    assert sel["chosen"] == sel["lrs"][int(np.argmax(sel["values"]))]
+    # the target is the winner's final validation accuracy, which the lone rerun repeats
+    assert tt["target"] == max(sel["values"])
+    assert tt["sgd"]["validation_accuracy"][-1][0] == pytest.approx(tt["target"], abs=2e-3)
+    assert [r["level"] for r in tt["table"]] == [0.9, 0.95]
+    for row in tt["table"]:
+        for arm in ("sgd", "gd"):
+            assert set(row[arm]) >= {"reached", "best", "examples", "seconds"}
+    assert "| 90% |" in tt["table_md"] and "| 95% |" in tt["table_md"]
+    for name in ("to_target_vs_examples.png", "to_target_vs_time.png"):
+        assert (tmp_path / "run" / name).stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_killed_in_the_to_target_phase_and_resumed_reruns_only_the_cut_phase(tmp_path):
+    """kill -9 before checkpoint 2E + 3 (the lone SGD run) is written, then --resume: the
+    phases before come from checkpoint 2E + 2, the numbers equal an uninterrupted run's."""
+    import signal
+
+    from test_runtime import wait_for
+
+    args = [
+        *ARGS,
+        "--to-target",
+        "--validation",
+        "1000",
+        "--gd-budget",
+        "20",
+        "--sgd-lrs",
+        "1,6",
+        "--gd-lrs",
+        "3",
+    ]
+    whole = gd_vs_sgd.main([*args, "--out", str(tmp_path / "whole")])
+    proc = _cli(*args, "--out", tmp_path / "killed", env={"BPJAX_TEST_PAUSE_AT": "7"})
+    wait_for(proc, "paused at 7", timeout=900)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    resumed = gd_vs_sgd.main(["--resume", str(tmp_path / "killed")])
+    a, b = whole["to_target"], resumed["to_target"]
+    for phase in ("select_sgd", "select_gd"):
+        assert a[phase]["values"] == b[phase]["values"]
+    for arm in ("sgd", "gd"):
+        for key in ("step", "validation_accuracy", "test_accuracy", "train_cost"):
+            assert a[arm][key] == b[arm][key], (arm, key)
+    assert "to_target_select_sgd" not in resumed["timing_s"]  # restored, not rerun

@@ -52,6 +52,8 @@ def plot(results: dict, run_dir: Path) -> None:
     )
     if "whole" in results.get("trajectory", {}):
         trajectories(results["trajectory"], run_dir / "trajectories.png")
+    if "to_target" in results:
+        to_target(results["to_target"], run_dir)
 
 
 def trajectories(traj: dict, path: Path) -> None:
@@ -107,4 +109,45 @@ def trajectories(traj: dict, path: Path) -> None:
         ax.set_title(title, fontsize=10)
     axes[0].legend(fontsize=7, loc="best")
     fig.suptitle("The careful man (full-batch GD) and the drunk man (SGD)")
+    save_figure(fig, path)
+
+
+def to_target(tt: dict, run_dir: Path) -> None:
+    """``--to-target``: accuracy and training cost of the tuned arms against example-gradients
+    and against training seconds (both log axes)."""
+    for x_key, xlabel, name in (("examples", "example-gradients processed", "examples"),
+                                ("seconds", "training wall time (s, compile and evaluation "
+                                            "excluded)", "time")):
+        compute_figure(tt, x_key, xlabel, run_dir / f"to_target_vs_{name}.png")
+
+
+def compute_figure(tt: dict, x_key: str, xlabel: str, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    from experiments.runtime.rundir import save_figure
+
+    fig, (acc, cost) = plt.subplots(1, 2, figsize=(12, 4.6))
+    for arm in ("sgd", "gd"):
+        h, (label, color) = tt[arm], STYLES[arm]
+        lr = tt[f"select_{arm}"]["chosen"]
+        xs = np.array(h[x_key], dtype=float)
+        keep = xs > 0  # log axis: the start (x = 0) is left out
+        for key, ax, style in (("test_accuracy", acc, "-"), ("validation_accuracy", acc, ":"),
+                               ("train_cost", cost, "-")):
+            ys = np.array([float(r[0]) for r in h[key]])
+            split = key.split("_")[0]
+            ax.plot(*finite_xy(xs[keep], ys[keep]), style, color=color,
+                    label=f"{label}, lr {lr:g} ({split})")
+    for level in tt["levels"]:
+        acc.axhline(level, color="gray", lw=0.6, ls="--")
+    acc.set_ylim(max(0.0, min(0.8, acc.get_ylim()[0])), 1.0)
+    acc.set_ylabel("accuracy")
+    cost.set_ylabel("training cost (no L2 term)")
+    cost.set_yscale("log")
+    for ax in (acc, cost):
+        ax.set_xscale("log")
+        ax.set_xlabel(xlabel)
+        ax.legend(fontsize=7)
+    fig.suptitle("Learning rates tuned on validation: SGD vs full-batch GD "
+                 f"(target {100 * tt['target']:.2f}% validation)")
     save_figure(fig, path)
