@@ -333,7 +333,12 @@ def make_full_batch_step(
 
 
 def evaluate(
-    params, x, labels, apply_fn: ApplyFn | None = None, n_classes: int = 10, *,
+    params,
+    x,
+    labels,
+    apply_fn: ApplyFn | None = None,
+    n_classes: int = 10,
+    *,
     spec: Spec = DEFAULT_SPEC,
 ) -> Metrics:
     """``{"cost", "accuracy"}`` (``spec``'s mean cost) of ``params`` on ``x`` (N, n_in) floats or

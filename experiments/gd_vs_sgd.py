@@ -98,7 +98,7 @@ QUICK = {"epochs": 3, "log_every": 20, "gd_budget": 60}
 
 def run(cfg: Config, ctx: runtime.Context) -> dict:
     import bpjax
-    from bpjax import train
+    from bpjax import checkpoint, train
     from bpjax.fit import fit, mean_cost
     from bpjax.optimizers import with_l2
 
@@ -128,7 +128,10 @@ def run(cfg: Config, ctx: runtime.Context) -> dict:
 
     def like(record):
         tx = sgd_tx if record["phase"] == "sgd" else gd_tx
-        snaps = {ph: _stacked_like(params0, len(record["history"][ph]) + 1) for ph in ("sgd", "gd")}
+        snaps = {
+            ph: checkpoint.stacked_like(params0, len(record["history"][ph]) + 1)
+            for ph in ("sgd", "gd")
+        }
         return {"params": params0, "opt_state": tx.init(params0), "snapshots": snaps}
 
     restored = ctx.restore(like)
@@ -141,12 +144,12 @@ def run(cfg: Config, ctx: runtime.Context) -> dict:
             "to_target": record.get("to_target", {}),
             "params": arrays["params"],
             "opt_state": arrays["opt_state"],
-            "snapshots": {ph: _unstack(s) for ph, s in arrays["snapshots"].items()},
+            "snapshots": {ph: checkpoint.unstack(s) for ph, s in arrays["snapshots"].items()},
         }
 
     def state_of(phase, epoch, p, s, rows):
         history = {**state["history"], phase: list(rows)}
-        snaps = {ph: _stack(state["snapshots"][ph]) for ph in ("sgd", "gd")}
+        snaps = {ph: checkpoint.stack(state["snapshots"][ph]) for ph in ("sgd", "gd")}
         return (
             {"params": p, "opt_state": s, "snapshots": snaps},
             {"phase": phase, "epoch": epoch, "history": history},
@@ -252,45 +255,10 @@ def run(cfg: Config, ctx: runtime.Context) -> dict:
                 final=True,
             )
 
-        results["to_target"] = to_target_phase(
+        results["to_target"] = compute_to_target.run_phase(
             cfg, ctx, data, params0, key_sgd, steps, state.get("to_target", {}), save
         )
     return results
-
-
-def to_target_phase(cfg, ctx, data, params0, key_sgd, steps, done, save) -> dict:
-    from bpjax.optimizers import make_sweep_optimizer
-
-    n = data["train"][0].shape[0]
-    sgd = compute_to_target.Arm(
-        make_sweep_optimizer(
-            cfg.optimizer,
-            schedule=cfg.schedule,
-            total_steps=cfg.epochs * steps,
-            l2=cfg.weight_decay,
-            **cfg.optimizer_kwargs(),
-        ),
-        cfg.sgd_lrs,
-        cfg.batch_size,
-        cfg.epochs * steps,
-        key_sgd,
-        max(1, steps // 5),
-    )
-    gd = compute_to_target.Arm(
-        make_sweep_optimizer("sgd", l2=cfg.weight_decay), cfg.gd_lrs, n, cfg.gd_budget, key_sgd, 16
-    )
-    out = compute_to_target.compare(
-        {"sgd": sgd, "gd": gd},
-        params0,
-        data,
-        spec=cfg.spec(),
-        method=cfg.method,
-        done=done,
-        on_phase=save,
-        timed=ctx.phase,
-    )
-    out["table_md"] = compute_to_target.table(out)
-    return out
 
 
 def _minibatch_log(every: int):
@@ -304,48 +272,13 @@ def _minibatch_log(every: int):
     return summarize
 
 
-def _stacked_like(params, n):
-    return jax.tree.map(lambda a: jax.ShapeDtypeStruct((n, *a.shape), a.dtype), params)
-
-
-def _stack(trees):
-    return jax.tree.map(lambda *leaves: np.stack([np.asarray(a) for a in leaves]), *trees)
-
-
-def _unstack(stacked) -> list:
-    n = jax.tree.leaves(stacked)[0].shape[0]
-    return [jax.tree.map(lambda a, i=i: a[i], stacked) for i in range(n)]
-
-
-def summary(results: dict) -> str:
-    head = (
-        f"{'method':16} {'epochs':>6} {'steps':>7} {'train cost':>10} {'test cost':>9} "
-        f"{'test acc':>8} {'best acc':>8} {'train s':>8}"
-    )
-    lines = [head, "-" * len(head)]
-    for name, rows in results["history"].items():
-        last, steps = rows[-1], results["steps_per_epoch"].get(name, 1)
-        best = max(float(r["test_accuracy"]) for r in rows)
-        lines.append(
-            f"{name:16} {last['epoch']:>6} {last['epoch'] * steps:>7} "
-            f"{float(last['train_cost']):>10.4f} {float(last['test_cost']):>9.4f} "
-            f"{100 * float(last['test_accuracy']):>7.2f}% {100 * best:>7.2f}% "
-            f"{last['train_time_s']:>8.2f}"
-        )
-    if "to_target" in results:
-        lines += ["", results["to_target"]["table_md"]]
-    t = results["timing_s"]
-    lines.append("seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in t.items()))
-    return "\n".join(lines)
-
-
 EXPERIMENT = runtime.Experiment(
     name="gd_vs_sgd",
     description="Full-batch gradient descent vs mini-batch SGD on MNIST.",
     config=Config,
     run=run,
     plot=plots.plot,
-    summary=summary,
+    summary=plots.summary,
     quick=QUICK,
 )
 

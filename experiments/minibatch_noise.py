@@ -45,14 +45,24 @@ from experiments.runtime.rundir import to_jsonable
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(runtime.DataOptions, runtime.ModelOptions, runtime.OptimizerOptions,
-             runtime.TrainingOptions, runtime.RunOptions):
+class Config(
+    runtime.DataOptions,
+    runtime.ModelOptions,
+    runtime.OptimizerOptions,
+    runtime.TrainingOptions,
+    runtime.RunOptions,
+):
     measure_at: tuple[int, ...] = flag(
-        (0, 1, 10), "measure after these epochs of training as well as after the last",
-        metavar="EPOCH,...")
+        (0, 1, 10),
+        "measure after these epochs of training as well as after the last",
+        metavar="EPOCH,...",
+    )
     measure_batch_sizes: tuple[int, ...] = flag(
-        (), "mini-batch sizes to measure; empty: 1, 3, 10, 30, ... below N, and N "
-        "(--quick: 1, 10, 100, ...)", metavar="B,...")
+        (),
+        "mini-batch sizes to measure; empty: 1, 3, 10, 30, ... below N, and N "
+        "(--quick: 1, 10, 100, ...)",
+        metavar="B,...",
+    )
     draws: int = flag(32, "mini-batches drawn per size")
     chunk_size: int = flag(100, "per-example gradients held at once for the variance pass")
 
@@ -60,8 +70,9 @@ class Config(runtime.DataOptions, runtime.ModelOptions, runtime.OptimizerOptions
         super().check()
         for epoch in self.measure_at:
             if not 0 <= epoch <= self.epochs:
-                raise ConfigError(f"--measure-at epochs must be in [0, --epochs {self.epochs}], "
-                                  f"got {epoch}")
+                raise ConfigError(
+                    f"--measure-at epochs must be in [0, --epochs {self.epochs}], got {epoch}"
+                )
         for b in self.measure_batch_sizes:
             options.at_least("measure_batch_sizes", b)
         options.at_least("draws", self.draws, 2)
@@ -73,8 +84,9 @@ class Config(runtime.DataOptions, runtime.ModelOptions, runtime.OptimizerOptions
         for name in ("measure_batch_sizes", "chunk_size"):
             value = max(np.atleast_1d(getattr(self, name)), default=0)
             if value > n:
-                raise ConfigError(f"--{name.replace('_', '-')} {value} exceeds the {n} "
-                                  "training examples")
+                raise ConfigError(
+                    f"--{name.replace('_', '-')} {value} exceeds the {n} training examples"
+                )
 
     def points(self) -> tuple[int, ...]:
         """The epochs measured, increasing."""
@@ -121,29 +133,49 @@ def run(cfg: Config, ctx: runtime.Context) -> dict:
         params, opt_state = arrays["params"], arrays["opt_state"]
         history, measured = record["history"], record["measured"]
 
-    epoch_fn = train.make_sgd_epoch(train.make_train_step(tx, cfg.method, spec=spec),
-                                    cfg.batch_size)
+    epoch_fn = train.make_sgd_epoch(
+        train.make_train_step(tx, cfg.method, spec=spec), cfg.batch_size
+    )
     measure = make_measure(data, spec, cfg, batch_sizes, k_draw)
 
     def state_of(e, p, s, rows):
-        return ({"params": p, "opt_state": s},
-                {"epoch": e, "history": list(rows), "measured": measured})
+        return (
+            {"params": p, "opt_state": s},
+            {"epoch": e, "history": list(rows), "measured": measured},
+        )
 
     for target in cfg.points():
         if any(m["epoch"] == target for m in measured):
             continue
         if epoch < target:
-            result = ctx.fit(epoch_fn, params, opt_state, epochs=target, start_epoch=epoch,
-                             history=history, state_of=state_of,
-                             epoch_args=lambda e: (x, labels, jax.random.fold_in(k_train, e)))
-            params, opt_state, history, epoch = (result.params, result.opt_state,
-                                                 result.history, target)
+            result = ctx.fit(
+                epoch_fn,
+                params,
+                opt_state,
+                epochs=target,
+                start_epoch=epoch,
+                history=history,
+                state_of=state_of,
+                epoch_args=lambda e: (x, labels, jax.random.fold_in(k_train, e)),
+            )
+            params, opt_state, history, epoch = (
+                result.params,
+                result.opt_state,
+                result.history,
+                target,
+            )
         with ctx.phase("measure"):
             point = to_jsonable(measure(params, target))
         measured.append(point)
         ctx.say(describe(point))
-    return {"spec": spec.to_dict(), "source": ctx.data.source, "n_train": n,
-            "batch_sizes": batch_sizes, "history": history, "checkpoints": measured}
+    return {
+        "spec": spec.to_dict(),
+        "source": ctx.data.source,
+        "n_train": n,
+        "batch_sizes": batch_sizes,
+        "history": history,
+        "checkpoints": measured,
+    }
 
 
 def make_measure(data: dict, spec, cfg: Config, batch_sizes, k_draw):
@@ -155,8 +187,9 @@ def make_measure(data: dict, spec, cfg: Config, batch_sizes, k_draw):
     ys = bpjax.one_hot(labels, cfg.sizes[-1], dtype=x.dtype)
     n = x.shape[0]
     evaluate = evaluation.make_evaluator(data, spec, ("train", "test"))
-    moments_fn = jax.jit(functools.partial(wl.gradient_moments, spec=spec),
-                         static_argnames=("chunk_size", "method"))
+    moments_fn = jax.jit(
+        functools.partial(wl.gradient_moments, spec=spec), static_argnames=("chunk_size", "method")
+    )
 
     # x and ys are arguments, not closed over: a closed-over array is baked into the compiled
     # program as a constant (188 MB here), which makes every compile slow.
@@ -174,7 +207,8 @@ def make_measure(data: dict, spec, cfg: Config, batch_sizes, k_draw):
     def measure(params, epoch: int) -> dict:
         t0 = time.perf_counter()
         moments = jax.block_until_ready(
-            moments_fn(params, x, ys, chunk_size=cfg.chunk_size, method=cfg.method))
+            moments_fn(params, x, ys, chunk_size=cfg.chunk_size, method=cfg.method)
+        )
         moments_seconds = time.perf_counter() - t0
         grad_sq = float(wl.tree_dot(moments.mean, moments.mean))
         variance = float(moments.total_variance())
@@ -185,26 +219,34 @@ def make_measure(data: dict, spec, cfg: Config, batch_sizes, k_draw):
             got = jax.device_get(agreement(params, moments.mean, key, x, ys, b, r))
             predicted_sq = float(wl.expected_minibatch_error(variance, n, b))
             rel_sq = ratio(predicted_sq, grad_sq)
-            rows.append({
-                "batch_size": b, "draws": r,
-                "rms_relative_error": float(np.sqrt(np.mean(got["relative_error"] ** 2))),
-                "mean_cosine": float(np.mean(got["cosine"])),
-                "min_cosine": float(np.min(got["cosine"])),
-                "max_cosine": float(np.max(got["cosine"])),
-                "mean_squared_error": float(np.mean(got["squared_error"])),
-                "predicted_squared_error": predicted_sq,
-                "predicted_relative_error": float(np.sqrt(rel_sq)),
-                # Noise of squared size e^2 nearly orthogonal to g (many dimensions):
-                # cos ~ 1/sqrt(1 + e^2).
-                "predicted_cosine": float(1 / np.sqrt(1 + rel_sq)),
-                "relative_errors": got["relative_error"].tolist(),
-                "cosines": got["cosine"].tolist(),
-            })
-        return {"epoch": epoch, **evaluate(params), "grad_norm": math.sqrt(grad_sq),
-                "total_variance": variance, "noise_scale": ratio(variance, grad_sq),
-                "chunked_mean_vs_mean_grad_rel_diff": float(
-                    check_mean(params, moments.mean, x, ys)),
-                "moments_seconds": moments_seconds, "batches": rows}
+            rows.append(
+                {
+                    "batch_size": b,
+                    "draws": r,
+                    "rms_relative_error": float(np.sqrt(np.mean(got["relative_error"] ** 2))),
+                    "mean_cosine": float(np.mean(got["cosine"])),
+                    "min_cosine": float(np.min(got["cosine"])),
+                    "max_cosine": float(np.max(got["cosine"])),
+                    "mean_squared_error": float(np.mean(got["squared_error"])),
+                    "predicted_squared_error": predicted_sq,
+                    "predicted_relative_error": float(np.sqrt(rel_sq)),
+                    # Noise of squared size e^2 nearly orthogonal to g (many dimensions):
+                    # cos ~ 1/sqrt(1 + e^2).
+                    "predicted_cosine": float(1 / np.sqrt(1 + rel_sq)),
+                    "relative_errors": got["relative_error"].tolist(),
+                    "cosines": got["cosine"].tolist(),
+                }
+            )
+        return {
+            "epoch": epoch,
+            **evaluate(params),
+            "grad_norm": math.sqrt(grad_sq),
+            "total_variance": variance,
+            "noise_scale": ratio(variance, grad_sq),
+            "chunked_mean_vs_mean_grad_rel_diff": float(check_mean(params, moments.mean, x, ys)),
+            "moments_seconds": moments_seconds,
+            "batches": rows,
+        }
 
     return measure
 
@@ -212,11 +254,13 @@ def make_measure(data: dict, spec, cfg: Config, batch_sizes, k_draw):
 def describe(point: dict) -> str:
     """One log line for a measurement."""
     b100 = next((r for r in point["batches"] if r["batch_size"] == 100), point["batches"][0])
-    line = (f"epoch {point['epoch']:3d}: test acc {point['test_accuracy']:.4f}  |g|^2 "
-            f"{float(point['grad_norm']) ** 2:.3g}  sigma^2 {float(point['total_variance']):.3g}"
-            f"  noise scale {float(point['noise_scale']):.3g}  B={b100['batch_size']}: cos "
-            f"{float(b100['mean_cosine']):.3f}, rel err {float(b100['rms_relative_error']):.3f} "
-            f"(predicted {float(b100['predicted_relative_error']):.3f})")
+    line = (
+        f"epoch {point['epoch']:3d}: test acc {point['test_accuracy']:.4f}  |g|^2 "
+        f"{float(point['grad_norm']) ** 2:.3g}  sigma^2 {float(point['total_variance']):.3g}"
+        f"  noise scale {float(point['noise_scale']):.3g}  B={b100['batch_size']}: cos "
+        f"{float(b100['mean_cosine']):.3f}, rel err {float(b100['rms_relative_error']):.3f} "
+        f"(predicted {float(b100['predicted_relative_error']):.3f})"
+    )
     if not math.isfinite(float(point["noise_scale"])):
         line += "  [the mean gradient is 0 or not finite: the noise-scale ratios are not finite]"
     return line
@@ -226,16 +270,22 @@ def summary(results: dict) -> str:
     head = f"{'epoch':>5} {'test acc':>8} {'|g|^2':>10} {'sigma^2':>10} {'noise scale':>11}"
     lines = [head]
     for p in results["checkpoints"]:
-        lines.append(f"{p['epoch']:>5} {100 * float(p['test_accuracy']):>7.2f}% "
-                     f"{float(p['grad_norm']) ** 2:>10.3g} {float(p['total_variance']):>10.3g} "
-                     f"{float(p['noise_scale']):>11.3g}")
+        lines.append(
+            f"{p['epoch']:>5} {100 * float(p['test_accuracy']):>7.2f}% "
+            f"{float(p['grad_norm']) ** 2:>10.3g} {float(p['total_variance']):>10.3g} "
+            f"{float(p['noise_scale']):>11.3g}"
+        )
     return "\n".join(lines)
 
 
 EXPERIMENT = runtime.Experiment(
     name="minibatch_noise",
     description="How well a mini-batch's gradient approximates the full gradient.",
-    config=Config, run=run, plot=plots.plot, summary=summary, quick=QUICK,
+    config=Config,
+    run=run,
+    plot=plots.plot,
+    summary=summary,
+    quick=QUICK,
 )
 
 

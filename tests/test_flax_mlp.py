@@ -59,8 +59,9 @@ def test_same_weights_same_outputs(x64, sizes, spec):
 def test_same_outputs_in_float32():
     params, xs, _ = random_problem(2, SIZES, batch=6)
     ours = make_apply_fn(SIZES)(from_bpjax(params), xs)
-    np.testing.assert_allclose(jax.nn.sigmoid(ours), bpjax.forward_batch(params, xs),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        jax.nn.sigmoid(ours), bpjax.forward_batch(params, xs), rtol=1e-5, atol=1e-6
+    )
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=str)
@@ -102,13 +103,22 @@ def test_flax_sweep_matches_pure_sweep():
     labels = jnp.argmax(ys, axis=1)
     lrs, seeds = run_grid([0.5, 2.0], [0, 1])
     common = dict(
-        epochs=2, batch_size=16, order_key=jax.random.key(0), n_classes=3,
+        epochs=2,
+        batch_size=16,
+        order_key=jax.random.key(0),
+        n_classes=3,
         eval_sets={"train": (xs, labels)},
     )
     tx = make_sweep_optimizer("sgd")
     flax_run = train_sweep(
-        tx, make_init_fn(SIZES), lrs, seed_keys(seeds), xs, labels,
-        apply_fn=make_apply_fn(SIZES), **common,
+        tx,
+        make_init_fn(SIZES),
+        lrs,
+        seed_keys(seeds),
+        xs,
+        labels,
+        apply_fn=make_apply_fn(SIZES),
+        **common,
     )
     pure_run = train_sweep(
         tx, lambda k: bpjax.init_params(k, SIZES), lrs, seed_keys(seeds), xs, labels, **common

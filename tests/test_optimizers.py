@@ -25,8 +25,16 @@ from tests.helpers import max_rel_err, random_problem
 
 SIZES = (6, 5, 4)
 # A learning rate that each optimizer handles on the small problem.
-GOOD_LR = {"sgd": 1.0, "momentum": 0.3, "nesterov": 0.3, "adam": 0.03, "adamw": 0.03,
-           "rmsprop": 0.01, "adagrad": 0.3, "lion": 0.03}
+GOOD_LR = {
+    "sgd": 1.0,
+    "momentum": 0.3,
+    "nesterov": 0.3,
+    "adam": 0.03,
+    "adamw": 0.03,
+    "rmsprop": 0.01,
+    "adagrad": 0.3,
+    "lion": 0.03,
+}
 
 
 def train(tx, params, xs, ys, steps):

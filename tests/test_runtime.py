@@ -284,10 +284,13 @@ def _tiny_mnist(directory: Path, seed: int = 0) -> Path:
     rng = np.random.default_rng(seed)
     directory.mkdir(parents=True, exist_ok=True)
     for stem, n in (("train", 300), ("t10k", 100)):
-        write_idx(directory / f"{stem}-images-idx3-ubyte.gz",
-                  rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
-        write_idx(directory / f"{stem}-labels-idx1-ubyte.gz",
-                  rng.integers(0, 10, n, dtype=np.uint8))
+        write_idx(
+            directory / f"{stem}-images-idx3-ubyte.gz",
+            rng.integers(0, 256, (n, 28, 28), dtype=np.uint8),
+        )
+        write_idx(
+            directory / f"{stem}-labels-idx1-ubyte.gz", rng.integers(0, 10, n, dtype=np.uint8)
+        )
     return directory
 
 

@@ -78,8 +78,16 @@ def test_sweep_runs_match_a_plain_optax_training(x64):
     lrs, seeds = run_grid([0.01, 0.1], [5])
     order_key = jax.random.key(1)
     result = train_sweep(
-        make_sweep_optimizer("adam"), init_fn_for(jnp.float64), lrs, seed_keys(seeds), x, labels,
-        epochs=2, batch_size=16, order_key=order_key, n_classes=3,
+        make_sweep_optimizer("adam"),
+        init_fn_for(jnp.float64),
+        lrs,
+        seed_keys(seeds),
+        x,
+        labels,
+        epochs=2,
+        batch_size=16,
+        order_key=order_key,
+        n_classes=3,
     )
     for r, lr in enumerate(lrs):
         tx = optax.adam(lr)
@@ -99,8 +107,15 @@ def test_sweep_learns_mnist5k():
     test = (jnp.asarray(ds.x_test), jnp.asarray(ds.y_test))
     lrs, seeds = run_grid([0.01, 3.0], [0, 1, 2])
     result = train_sweep(
-        make_sweep_optimizer("sgd"), lambda k: init_params(k, (784, 16, 10)), lrs,
-        seed_keys(seeds), x, labels, epochs=3, batch_size=20, order_key=jax.random.key(0),
+        make_sweep_optimizer("sgd"),
+        lambda k: init_params(k, (784, 16, 10)),
+        lrs,
+        seed_keys(seeds),
+        x,
+        labels,
+        epochs=3,
+        batch_size=20,
+        order_key=jax.random.key(0),
         eval_sets={"test": test},
     )
     acc = result.history["test_accuracy"]
@@ -135,9 +150,16 @@ def test_init_runs_stacks_runs_with_their_rates():
 def test_bad_sweeps_fail_clearly(trainer, change, message):
     x, labels, _ = toy_data(jnp.float32)
     args = dict(
-        optimizer=make_sweep_optimizer("sgd"), init_fn=init_fn_for(jnp.float32),
-        learning_rates=[0.1, 0.2], keys=seed_keys([0, 1]), x=x, labels=labels, epochs=1,
-        batch_size=16, order_key=jax.random.key(0), n_classes=3,
+        optimizer=make_sweep_optimizer("sgd"),
+        init_fn=init_fn_for(jnp.float32),
+        learning_rates=[0.1, 0.2],
+        keys=seed_keys([0, 1]),
+        x=x,
+        labels=labels,
+        epochs=1,
+        batch_size=16,
+        order_key=jax.random.key(0),
+        n_classes=3,
     )
     args.update(change)
     with pytest.raises(ValueError, match=message):

@@ -71,16 +71,22 @@ def test_every_route_against_autodiff_through_the_activations(x64, sizes):
             np.testing.assert_allclose(layer.a_prev, wanted_prev, rtol=1e-10, atol=1e-14)
             through_sigma = wanted_here * bpjax.sigmoid_prime(zs[i])
             np.testing.assert_allclose(layer.b, through_sigma, rtol=1e-10, atol=1e-14)
-            np.testing.assert_allclose(layer.w, jnp.outer(through_sigma, a_prev),
-                                       rtol=1e-10, atol=1e-14)
-            np.testing.assert_allclose(layer.a_prev_by_neuron, layer.b[:, None] * w_layer["w"],
-                                       rtol=1e-12, atol=1e-300)
-            np.testing.assert_allclose(jnp.sum(layer.a_prev_by_neuron, axis=0), layer.a_prev,
-                                       rtol=1e-10, atol=1e-14)
+            np.testing.assert_allclose(
+                layer.w, jnp.outer(through_sigma, a_prev), rtol=1e-10, atol=1e-14
+            )
+            np.testing.assert_allclose(
+                layer.a_prev_by_neuron, layer.b[:, None] * w_layer["w"], rtol=1e-12, atol=1e-300
+            )
+            np.testing.assert_allclose(
+                jnp.sum(layer.a_prev_by_neuron, axis=0), layer.a_prev, rtol=1e-10, atol=1e-14
+            )
         # The first layer's route 3 is the input's desire: -dC/dx.
-        np.testing.assert_allclose(wishes.layers[0].a_prev,
-                                   -jax.grad(bpjax.example_cost, argnums=1)(params, x, y),
-                                   rtol=1e-10, atol=1e-14)
+        np.testing.assert_allclose(
+            wishes.layers[0].a_prev,
+            -jax.grad(bpjax.example_cost, argnums=1)(params, x, y),
+            rtol=1e-10,
+            atol=1e-14,
+        )
 
 
 def test_the_right_output_is_pushed_up_and_the_rest_down_by_their_distance():
@@ -89,8 +95,9 @@ def test_the_right_output_is_pushed_up_and_the_rest_down_by_their_distance():
     target = ys == 1
     assert bool(jnp.all(jnp.where(target, out > 0, out < 0)))
     # Sized by the distance to the target: |nudge| = 2 |y - a| < 2.
-    np.testing.assert_allclose(jnp.abs(out), 2 * jnp.abs(ys - bpjax.forward_batch(params, xs)),
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        jnp.abs(out), 2 * jnp.abs(ys - bpjax.forward_batch(params, xs)), rtol=1e-5
+    )
     assert float(jnp.max(jnp.abs(out))) < 2.0
 
 
@@ -102,8 +109,9 @@ def test_the_average_wish_list_is_the_mean_of_wish_lists_and_minus_the_mean_grad
     params, xs, ys = random_problem(2, sizes, batch=batch, dtype=jnp.float64)
     mean = MEAN_WISH_LIST(params, xs, ys)
     stacked = jax.vmap(wl.wish_list, in_axes=(None, 0, 0))(params, xs, ys)
-    chex.assert_trees_all_close(mean, jax.tree.map(lambda t: t.mean(axis=0), stacked),
-                                rtol=1e-10, atol=1e-14)
+    chex.assert_trees_all_close(
+        mean, jax.tree.map(lambda t: t.mean(axis=0), stacked), rtol=1e-10, atol=1e-14
+    )
     for method in bpjax.METHODS:
         minus_grad = negate(MEAN_GRAD(params, xs, ys, method=method))
         assert max_rel_err(wl.parameter_nudges(mean), minus_grad) <= 1e-10
@@ -114,13 +122,16 @@ def test_gradient_moments_in_chunks_equal_the_direct_mean_and_variance(x64, chun
     params, xs, ys = random_problem(3, (6, 5, 3), batch=23, dtype=jnp.float64)
     per_example = PER_EXAMPLE(params, xs, ys, method="autodiff")
     moments = MOMENTS(params, xs, ys, chunk_size=chunk_size)
-    chex.assert_trees_all_close(moments.mean, jax.tree.map(lambda g: g.mean(0), per_example),
-                                rtol=1e-10, atol=1e-14)
-    chex.assert_trees_all_close(moments.variance, jax.tree.map(lambda g: g.var(0), per_example),
-                                rtol=1e-10, atol=1e-14)
+    chex.assert_trees_all_close(
+        moments.mean, jax.tree.map(lambda g: g.mean(0), per_example), rtol=1e-10, atol=1e-14
+    )
+    chex.assert_trees_all_close(
+        moments.variance, jax.tree.map(lambda g: g.var(0), per_example), rtol=1e-10, atol=1e-14
+    )
     centred = jax.tree.map(lambda g, m: g - m[None], per_example, moments.mean)
-    total = jnp.mean(sum(jnp.sum(c**2, axis=tuple(range(1, c.ndim)))
-                         for c in jax.tree.leaves(centred)))
+    total = jnp.mean(
+        sum(jnp.sum(c**2, axis=tuple(range(1, c.ndim))) for c in jax.tree.leaves(centred))
+    )
     np.testing.assert_allclose(moments.total_variance(), total, rtol=1e-10)
 
 
@@ -133,12 +144,16 @@ def test_gradient_moments_stay_accurate_in_float32_when_examples_nearly_agree():
     moments = MOMENTS(params, xs32, ys32, chunk_size=7)
     with jax.enable_x64(True):
         p64 = jax.tree.map(lambda t: t.astype(jnp.float64), params)
-        g64 = PER_EXAMPLE(p64, xs32.astype(jnp.float64), ys32.astype(jnp.float64),
-                          method="backprop")
+        g64 = PER_EXAMPLE(
+            p64, xs32.astype(jnp.float64), ys32.astype(jnp.float64), method="backprop"
+        )
         exact = jax.tree.map(lambda g: np.asarray(g.var(0)), g64)
-        naive = jax.tree.map(lambda g: np.asarray(jnp.mean(g.astype(jnp.float32) ** 2, 0)
-                                                  - jnp.mean(g.astype(jnp.float32), 0) ** 2),
-                             g64)
+        naive = jax.tree.map(
+            lambda g: np.asarray(
+                jnp.mean(g.astype(jnp.float32) ** 2, 0) - jnp.mean(g.astype(jnp.float32), 0) ** 2
+            ),
+            g64,
+        )
     assert max_rel_err(moments.variance, exact) < 1e-2
     assert max_rel_err(naive, exact) > 1.0  # the failure guarded against is real
 
@@ -146,8 +161,9 @@ def test_gradient_moments_stay_accurate_in_float32_when_examples_nearly_agree():
 def flat_per_example(params, xs, ys):
     """Per-example gradients as rows of a float64 numpy matrix (B, n_params)."""
     grads = PER_EXAMPLE(params, xs, ys, method="backprop")
-    return np.concatenate([np.asarray(g, np.float64).reshape(xs.shape[0], -1)
-                           for g in jax.tree.leaves(grads)], axis=1)
+    return np.concatenate(
+        [np.asarray(g, np.float64).reshape(xs.shape[0], -1) for g in jax.tree.leaves(grads)], axis=1
+    )
 
 
 def test_the_expected_minibatch_error_is_exact_over_all_subsets(x64):
@@ -157,8 +173,10 @@ def test_the_expected_minibatch_error_is_exact_over_all_subsets(x64):
     mean = flat.mean(axis=0)
     total_variance = MOMENTS(params, xs, ys, chunk_size=4).total_variance()
     for b in range(1, n + 1):
-        errors = [np.sum((flat[list(s)].mean(axis=0) - mean) ** 2)
-                  for s in itertools.combinations(range(n), b)]
+        errors = [
+            np.sum((flat[list(s)].mean(axis=0) - mean) ** 2)
+            for s in itertools.combinations(range(n), b)
+        ]
         expected = wl.expected_minibatch_error(total_variance, n, b)
         np.testing.assert_allclose(np.mean(errors), expected, rtol=1e-10, atol=1e-20)
     assert float(wl.expected_minibatch_error(total_variance, n, n)) == 0.0
@@ -171,8 +189,9 @@ def test_minibatch_agreement_against_direct_computation(x64):
     singles = AGREEMENT(params, xs, ys, full, jnp.arange(n)[:, None])
     flat = flat_per_example(params, xs, ys)
     flat_full = flat.mean(axis=0)
-    np.testing.assert_allclose(singles["squared_error"], np.sum((flat - flat_full) ** 2, axis=1),
-                               rtol=1e-10)
+    np.testing.assert_allclose(
+        singles["squared_error"], np.sum((flat - flat_full) ** 2, axis=1), rtol=1e-10
+    )
     cos = flat @ flat_full / (np.linalg.norm(flat, axis=1) * np.linalg.norm(flat_full))
     np.testing.assert_allclose(singles["cosine"], cos, rtol=1e-10)
     everything = AGREEMENT(params, xs, ys, full, jnp.arange(n)[None, ::-1])
@@ -188,7 +207,7 @@ def test_minibatch_draws_are_distinct_examples_disjoint_within_an_epoch(n, batch
     assert all(len(set(r)) == batch_size for r in rows)
     per_epoch = n // batch_size
     for start in range(0, draws, per_epoch):
-        epoch = rows[start:start + per_epoch].ravel()
+        epoch = rows[start : start + per_epoch].ravel()
         assert len(set(epoch)) == len(epoch)
     with pytest.raises(ValueError, match="batch_size"):
         wl.minibatch_draws(jax.random.key(0), n, n + 1, 1)
@@ -227,24 +246,29 @@ def test_every_route_against_autodiff_for_each_spec(x64, spec):
         desires = wl.activation_desires(wishes)
         for i, layer in enumerate(wishes.layers):
             if i < len(params) - 1:
-                np.testing.assert_allclose(desires[i], -desire(activations[i + 1], i + 1, y),
-                                           rtol=1e-10, atol=1e-14)
-            np.testing.assert_allclose(layer.a_prev, -desire(activations[i], i, y),
-                                       rtol=1e-10, atol=1e-14)
+                np.testing.assert_allclose(
+                    desires[i], -desire(activations[i + 1], i + 1, y), rtol=1e-10, atol=1e-14
+                )
+            np.testing.assert_allclose(
+                layer.a_prev, -desire(activations[i], i, y), rtol=1e-10, atol=1e-14
+            )
             through = jax.vjp(acts[i].f, zs[i])[1](desires[i])[0]
             np.testing.assert_allclose(layer.b, through, rtol=1e-10, atol=1e-14)
-            np.testing.assert_allclose(layer.w, jnp.outer(through, activations[i]),
-                                       rtol=1e-10, atol=1e-14)
+            np.testing.assert_allclose(
+                layer.w, jnp.outer(through, activations[i]), rtol=1e-10, atol=1e-14
+            )
     mean = wl.mean_wish_list(params, xs, ys, spec=spec)
     stacked = jax.vmap(lambda x, y: wl.wish_list(params, x, y, spec=spec))(xs, ys)
-    chex.assert_trees_all_close(mean, jax.tree.map(lambda t: t.mean(axis=0), stacked),
-                                rtol=1e-10, atol=1e-14)
+    chex.assert_trees_all_close(
+        mean, jax.tree.map(lambda t: t.mean(axis=0), stacked), rtol=1e-10, atol=1e-14
+    )
 
 
 def test_a_cost_without_dC_da_is_refused_by_the_wish_list():
     name = f"no_output_grad_{uuid.uuid4().hex[:8]}"
-    bpjax.register_cost(name, lambda z, a, y: jnp.sum((a - y) ** 2),
-                        lambda z, a, y, out: out.vjp(z, a, 2 * (a - y)))
+    bpjax.register_cost(
+        name, lambda z, a, y: jnp.sum((a - y) ** 2), lambda z, a, y, out: out.vjp(z, a, 2 * (a - y))
+    )
     params, xs, ys = random_problem(0, (3, 2), batch=2)
     with pytest.raises(ValueError, match="has no hand-written dC/da"):
         wl.wish_list(params, xs[0], ys[0], spec=Spec(cost=name))

@@ -115,9 +115,10 @@ def trajectories(traj: dict, path: Path) -> None:
 def to_target(tt: dict, run_dir: Path) -> None:
     """``--to-target``: accuracy and training cost of the tuned arms against example-gradients
     and against training seconds (both log axes)."""
-    for x_key, xlabel, name in (("examples", "example-gradients processed", "examples"),
-                                ("seconds", "training wall time (s, compile and evaluation "
-                                            "excluded)", "time")):
+    for x_key, xlabel, name in (
+        ("examples", "example-gradients processed", "examples"),
+        ("seconds", "training wall time (s, compile and evaluation excluded)", "time"),
+    ):
         compute_figure(tt, x_key, xlabel, run_dir / f"to_target_vs_{name}.png")
 
 
@@ -132,12 +133,19 @@ def compute_figure(tt: dict, x_key: str, xlabel: str, path: Path) -> None:
         lr = tt[f"select_{arm}"]["chosen"]
         xs = np.array(h[x_key], dtype=float)
         keep = xs > 0  # log axis: the start (x = 0) is left out
-        for key, ax, style in (("test_accuracy", acc, "-"), ("validation_accuracy", acc, ":"),
-                               ("train_cost", cost, "-")):
+        for key, ax, style in (
+            ("test_accuracy", acc, "-"),
+            ("validation_accuracy", acc, ":"),
+            ("train_cost", cost, "-"),
+        ):
             ys = np.array([float(r[0]) for r in h[key]])
             split = key.split("_")[0]
-            ax.plot(*finite_xy(xs[keep], ys[keep]), style, color=color,
-                    label=f"{label}, lr {lr:g} ({split})")
+            ax.plot(
+                *finite_xy(xs[keep], ys[keep]),
+                style,
+                color=color,
+                label=f"{label}, lr {lr:g} ({split})",
+            )
     for level in tt["levels"]:
         acc.axhline(level, color="gray", lw=0.6, ls="--")
     acc.set_ylim(max(0.0, min(0.8, acc.get_ylim()[0])), 1.0)
@@ -148,6 +156,30 @@ def compute_figure(tt: dict, x_key: str, xlabel: str, path: Path) -> None:
         ax.set_xscale("log")
         ax.set_xlabel(xlabel)
         ax.legend(fontsize=7)
-    fig.suptitle("Learning rates tuned on validation: SGD vs full-batch GD "
-                 f"(target {100 * tt['target']:.2f}% validation)")
+    fig.suptitle(
+        "Learning rates tuned on validation: SGD vs full-batch GD "
+        f"(target {100 * tt['target']:.2f}% validation)"
+    )
     save_figure(fig, path)
+
+
+def summary(results: dict) -> str:
+    head = (
+        f"{'method':16} {'epochs':>6} {'steps':>7} {'train cost':>10} {'test cost':>9} "
+        f"{'test acc':>8} {'best acc':>8} {'train s':>8}"
+    )
+    lines = [head, "-" * len(head)]
+    for name, rows in results["history"].items():
+        last, steps = rows[-1], results["steps_per_epoch"].get(name, 1)
+        best = max(float(r["test_accuracy"]) for r in rows)
+        lines.append(
+            f"{name:16} {last['epoch']:>6} {last['epoch'] * steps:>7} "
+            f"{float(last['train_cost']):>10.4f} {float(last['test_cost']):>9.4f} "
+            f"{100 * float(last['test_accuracy']):>7.2f}% {100 * best:>7.2f}% "
+            f"{last['train_time_s']:>8.2f}"
+        )
+    if "to_target" in results:
+        lines += ["", results["to_target"]["table_md"]]
+    t = results["timing_s"]
+    lines.append("seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in t.items()))
+    return "\n".join(lines)

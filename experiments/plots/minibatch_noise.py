@@ -35,12 +35,20 @@ def plot(results: dict, run_dir: Path) -> None:
         full_rows += [r for r in cp["batches"] if r["batch_size"] == n]
         bs = arr([r["batch_size"] for r in rows])
         g2, var = float(cp["grad_norm"]) ** 2, float(cp["total_variance"])
-        label = (f"after {cp['epoch']} epochs (test acc {float(cp['test_accuracy']):.2f}): "
-                 f"$\\sigma^2/|g|^2$ = {float(cp['noise_scale']):.3g}")
+        label = (
+            f"after {cp['epoch']} epochs (test acc {float(cp['test_accuracy']):.2f}): "
+            f"$\\sigma^2/|g|^2$ = {float(cp['noise_scale']):.3g}"
+        )
         for r in rows:  # the spread of the draws: each draw's relative error, faint
             errs = arr(r["relative_errors"])
-            ax_err.scatter(np.full(len(errs), r["batch_size"]), np.where(errs > 0, errs, np.nan),
-                           s=6, color=color, alpha=0.3, lw=0)
+            ax_err.scatter(
+                np.full(len(errs), r["batch_size"]),
+                np.where(errs > 0, errs, np.nan),
+                s=6,
+                color=color,
+                alpha=0.3,
+                lw=0,
+            )
         rms = arr([r["rms_relative_error"] for r in rows])
         measured += [v for v in rms if np.isfinite(v) and v > 0]
         ax_err.plot(bs, np.where(rms > 0, rms, np.nan), marker, color=color, label=label, mfc=fill)
@@ -54,32 +62,57 @@ def plot(results: dict, run_dir: Path) -> None:
         hi = arr([r["max_cosine"] for r in rows]) - cos
         lowest += [v - 0.05 for v in arr([r["min_cosine"] for r in rows]) if np.isfinite(v)]
         ok = np.isfinite(cos) & np.isfinite(lo) & np.isfinite(hi)
-        ax_cos.errorbar(bs[ok] * shift, cos[ok], yerr=[lo[ok], hi[ok]], fmt=marker, color=color,
-                        capsize=2, label=label, mfc=fill)
+        ax_cos.errorbar(
+            bs[ok] * shift,
+            cos[ok],
+            yerr=[lo[ok], hi[ok]],
+            fmt=marker,
+            color=color,
+            capsize=2,
+            label=label,
+            mfc=fill,
+        )
     # Fixed limits where nothing finite was measured: log axes refuse to autoscale on nothing.
     ax_err.set_ylim(*((min(measured) / 5, None) if measured else (1e-2, 1e2)))
     for ax in (ax_err, ax_cos):
         ax.set_xlim(0.7, 1.4 * n)
     ax_err.axhline(1.0, color="grey", lw=0.8)
-    ax_err.set(xscale="log", yscale="log", xlabel="mini-batch size B",
-               ylabel=r"relative error $\|g_B - g\| / \|g\|$",
-               title="Mini-batch gradient error: dots RMS over draws (faint: each draw)\n"
-                     r"solid: predicted $\sqrt{\sigma^2 (N-B) / (B (N-1))}/\|g\|$,"
-                     r" dotted: $\sigma/(\sqrt{B}\,\|g\|)$")
-    ax_cos.set(xscale="log", xlabel="mini-batch size B", ylim=(min(lowest), 1.05),
-               ylabel=r"cosine similarity of $g_B$ to $g$",
-               title="Mini-batch gradient direction: mean, min-max over draws\n"
-                     r"dashed: $1/\sqrt{1 + \mathrm{predicted\ relative\ error}^2}$")
+    ax_err.set(
+        xscale="log",
+        yscale="log",
+        xlabel="mini-batch size B",
+        ylabel=r"relative error $\|g_B - g\| / \|g\|$",
+        title="Mini-batch gradient error: dots RMS over draws (faint: each draw)\n"
+        r"solid: predicted $\sqrt{\sigma^2 (N-B) / (B (N-1))}/\|g\|$,"
+        r" dotted: $\sigma/(\sqrt{B}\,\|g\|)$",
+    )
+    ax_cos.set(
+        xscale="log",
+        xlabel="mini-batch size B",
+        ylim=(min(lowest), 1.05),
+        ylabel=r"cosine similarity of $g_B$ to $g$",
+        title="Mini-batch gradient direction: mean, min-max over draws\n"
+        r"dashed: $1/\sqrt{1 + \mathrm{predicted\ relative\ error}^2}$",
+    )
     ax_err.legend(fontsize=8, loc="lower left")
     ax_cos.axhline(0, color="grey", lw=0.8)
     ax_cos.legend(fontsize=8, loc="lower right")
     worst = [v for v in arr([r["rms_relative_error"] for r in full_rows]) if np.isfinite(v)]
     if worst:
-        ax_err.text(0.99, 0.98, f"B = N = {n:,}: relative error <= {max(worst):.1e}\n"
-                    "(float rounding only)", transform=ax_err.transAxes, ha="right", va="top",
-                    fontsize=8)
+        ax_err.text(
+            0.99,
+            0.98,
+            f"B = N = {n:,}: relative error <= {max(worst):.1e}\n(float rounding only)",
+            transform=ax_err.transAxes,
+            ha="right",
+            va="top",
+            fontsize=8,
+        )
     source = results["source"].split(" (")[0].split(":")[0]  # "idx", "mnist5k", ...: no paths
-    fig.suptitle(f"How well a mini-batch approximates the gradient over all N = {n:,} training "
-                 f"examples (MNIST, {source}; {results['spec']['hidden']}/"
-                 f"{results['spec']['output']}/{results['spec']['cost']})", fontsize=11)
+    fig.suptitle(
+        f"How well a mini-batch approximates the gradient over all N = {n:,} training "
+        f"examples (MNIST, {source}; {results['spec']['hidden']}/"
+        f"{results['spec']['output']}/{results['spec']['cost']})",
+        fontsize=11,
+    )
     save_figure(fig, Path(run_dir) / "noise_vs_batch_size.png")

@@ -323,3 +323,40 @@ def table(tt: dict) -> str:
             f"{h['train_cost'][-1][0]:.4f}."
         )
     return "\n".join(lines)
+
+
+def run_phase(cfg, ctx, data, params0, key_sgd, steps, done, save) -> dict:
+    """The ``--to-target`` comparison for a gd_vs_sgd config: SGD (the config's optimizer and
+    schedule at ``cfg.sgd_lrs``) and full-batch GD (``cfg.gd_lrs``), both with its L2."""
+    from bpjax.optimizers import make_sweep_optimizer
+
+    n = data["train"][0].shape[0]
+    sgd = Arm(
+        make_sweep_optimizer(
+            cfg.optimizer,
+            schedule=cfg.schedule,
+            total_steps=cfg.epochs * steps,
+            l2=cfg.weight_decay,
+            **cfg.optimizer_kwargs(),
+        ),
+        cfg.sgd_lrs,
+        cfg.batch_size,
+        cfg.epochs * steps,
+        key_sgd,
+        max(1, steps // 5),
+    )
+    gd = Arm(
+        make_sweep_optimizer("sgd", l2=cfg.weight_decay), cfg.gd_lrs, n, cfg.gd_budget, key_sgd, 16
+    )
+    out = compare(
+        {"sgd": sgd, "gd": gd},
+        params0,
+        data,
+        spec=cfg.spec(),
+        method=cfg.method,
+        done=done,
+        on_phase=save,
+        timed=ctx.phase,
+    )
+    out["table_md"] = table(out)
+    return out

@@ -77,9 +77,7 @@ class DataOptions(Options):
     )
     # Resumable: a run may find its data elsewhere; the data's fingerprint decides if it is
     # the same data.
-    data_dir: str | None = flag(
-        None, "directory holding the four MNIST IDX files", resumable=True
-    )
+    data_dir: str | None = flag(None, "directory holding the four MNIST IDX files", resumable=True)
     validation: int = flag(
         0,
         "examples carved from the END of the training set as a validation split "

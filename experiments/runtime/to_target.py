@@ -52,7 +52,10 @@ def make_chunk(step, batch_size: int, n: int, n_classes: int = 10):
                 xb, yb = xs, ys
             else:
                 idx = order[offset + j]
-                xb, yb = as_inputs(take_rows(x, idx), dtype), one_hot(labels[idx], n_classes, dtype=dtype)
+                xb, yb = (
+                    as_inputs(take_rows(x, idx), dtype),
+                    one_hot(labels[idx], n_classes, dtype=dtype),
+                )
             params, opt_state, metrics = step(*carry, xb, yb)
             return (params, opt_state), metrics["cost"]
 
