@@ -22,3 +22,9 @@ def x64():
     """Run the test body with 64-bit floats enabled (for tight gradient agreement)."""
     with jax.enable_x64(True):
         yield
+
+
+@pytest.fixture
+def key():
+    """The tests' PRNG key; derive others from it with split or fold_in."""
+    return jax.random.key(0)
