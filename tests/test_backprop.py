@@ -12,6 +12,8 @@ import bpjax
 from bpjax.spec import Spec, allowed_specs
 from tests.helpers import max_rel_err, random_problem
 
+pytestmark = pytest.mark.usefixtures("strict_dtypes")
+
 # 1 to 4 layers, widths 1 to 40, and the two classic MNIST architectures.
 ARCHITECTURES = [
     (1, 1),

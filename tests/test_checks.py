@@ -7,6 +7,8 @@ import pytest
 import bpjax
 from tests.helpers import random_problem
 
+pytestmark = pytest.mark.usefixtures("strict_dtypes")
+
 
 @pytest.mark.parametrize(
     "call, message",

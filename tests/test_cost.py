@@ -13,6 +13,8 @@ from bpjax.cost import cost_names, get_cost, mean_output_cost
 from bpjax.spec import Spec, allowed_specs
 from tests.helpers import random_problem
 
+pytestmark = pytest.mark.usefixtures("strict_dtypes")
+
 BUILT_IN = ("quadratic", "quadratic_half", "cross_entropy", "log_likelihood")
 # (output, cost) pairs the built-in costs allow.
 PAIRS = sorted({(s.output, s.cost) for s in allowed_specs() if s.cost in BUILT_IN})

@@ -12,6 +12,8 @@ import bpjax
 from bpjax import landscape, train
 from tests.helpers import random_problem
 
+pytestmark = pytest.mark.usefixtures("strict_dtypes")
+
 P = 12  # parameter-vector length of the synthetic tests
 
 

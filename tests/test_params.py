@@ -8,6 +8,8 @@ import pytest
 
 import bpjax
 
+pytestmark = pytest.mark.usefixtures("strict_dtypes")
+
 
 @pytest.mark.parametrize("init", bpjax.INITS)
 @pytest.mark.parametrize("sizes", [(784, 16, 16, 10), (784, 30, 10), (3, 1)], ids=str)
