@@ -146,13 +146,14 @@ def run(mutant: Mutant) -> str:
         return f"STALE (the text to mutate occurs {original.count(mutant.old)} times)"
     try:
         path.write_text(original.replace(mutant.old, mutant.new))
-        cmd = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
-               "-W", "ignore", *mutant.tests]
+        cmd = [sys.executable, "-m", "pytest", "-q", "-x", "-rf", "-p", "no:cacheprovider",
+               *mutant.tests]
         done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     finally:
         path.write_text(original)
     if done.returncode == 1:
-        return "caught"
+        failed = [line.split()[1] for line in done.stdout.splitlines() if line.startswith("FAILED")]
+        return "caught by " + (failed[0] if failed else "?")
     if done.returncode == 0:
         return "SURVIVED"
     return f"ERROR (pytest exit {done.returncode}: {done.stdout.strip().splitlines()[-1:]})"
@@ -175,8 +176,8 @@ def main(argv=None) -> int:
     verdicts = {}
     for m in chosen:
         verdicts[m.name] = run(m)
-        print(f"{m.name:26s} {verdicts[m.name]:10s} {' '.join(m.tests)}", flush=True)
-    return 0 if all(v == "caught" for v in verdicts.values()) else 1
+        print(f"{m.name:26s} {verdicts[m.name]}", flush=True)
+    return 0 if all(v.startswith("caught") for v in verdicts.values()) else 1
 
 
 if __name__ == "__main__":
