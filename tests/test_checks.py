@@ -22,10 +22,11 @@ pytestmark = pytest.mark.usefixtures("strict_dtypes")
         (lambda p, xs, ys: bpjax.per_example_grads(p, xs[:0], ys[:0]), "empty"),
         (lambda p, xs, ys: bpjax.mean_grad(p, xs[:, :7], ys), "batch of shape"),
         (lambda p, xs, ys: bpjax.backprop(p[::-1], xs[0], ys[0]), "inputs but layer"),
-        (lambda p, xs, ys: bpjax.backprop(p[:1] + [{"w": p[1]["w"]}], xs[0], ys[0]),
-         "keys 'w' and 'b'"),
-        (lambda p, xs, ys: bpjax.forward([{**p[0], "b": p[0]["b"][:2]}], xs[0]),
-         "w must be"),
+        (
+            lambda p, xs, ys: bpjax.backprop(p[:1] + [{"w": p[1]["w"]}], xs[0], ys[0]),
+            "keys 'w' and 'b'",
+        ),
+        (lambda p, xs, ys: bpjax.forward([{**p[0], "b": p[0]["b"][:2]}], xs[0]), "w must be"),
         (lambda p, xs, ys: bpjax.forward([], xs[0]), "non-empty list"),
     ],
 )

@@ -148,8 +148,9 @@ def test_cost_is_the_mean_example_cost_and_accuracy_the_fraction_right(batch):
     per_example = jnp.stack([bpjax.example_cost(params, x, y) for x, y in zip(xs, ys, strict=True)])
     np.testing.assert_allclose(per_example, ((out - np.asarray(ys)) ** 2).sum(axis=1), rtol=1e-5)
     np.testing.assert_allclose(bpjax.cost(params, xs, ys), per_example.mean(), rtol=1e-5)
-    np.testing.assert_allclose(bpjax.squared_error(jnp.asarray(out, jnp.float32), ys),
-                               per_example.mean(), rtol=1e-5)
+    np.testing.assert_allclose(
+        bpjax.squared_error(jnp.asarray(out, jnp.float32), ys), per_example.mean(), rtol=1e-5
+    )
     labels = jnp.argmax(ys, axis=1)
     expected = np.mean(np.argmax(out, axis=1) == np.asarray(labels))
     assert float(bpjax.accuracy(params, xs, labels)) == pytest.approx(expected)
@@ -169,8 +170,9 @@ def test_property_cost_is_between_zero_and_n_outputs(sizes, seed, batch):
 
 
 def test_one_hot_and_a_bad_labels_shape():
-    np.testing.assert_array_equal(bpjax.one_hot(jnp.array([2, 0]), 3),
-                                  [[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
+    np.testing.assert_array_equal(
+        bpjax.one_hot(jnp.array([2, 0]), 3), [[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]]
+    )
     params, xs, ys = random_problem(0, (8, 4, 3), batch=5)
     with pytest.raises(ValueError, match="labels must have shape"):
         bpjax.accuracy(params, xs, ys)

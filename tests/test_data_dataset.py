@@ -40,5 +40,3 @@ def test_as_jax_moves_the_arrays_and_keeps_the_source(tmp_path):
 def test_bad_validation_sizes_are_rejected(tmp_path, validation, error, message):
     with pytest.raises(error, match=message):
         load_mnist("idx", write_mnist_dir(tmp_path), validation, verbose=False)
-
-

@@ -43,5 +43,3 @@ def test_mnist5k_digits_are_the_first_500_of_each_class_of_real_mnist(real):
     x = np.concatenate([five_k.x_train, five_k.x_test])
     y = np.concatenate([five_k.y_train, five_k.y_test])
     assert example_digest(x, y) == example_digest(real.x_train[firsts], real.y_train[firsts])
-
-

@@ -248,15 +248,17 @@ def test_download_true_prepares_from_what_tfds_downloads(tmp_path, monkeypatch):
 
     def fake_download_and_extract(self, urls):
         requested.extend(urls.values())
-        return {k: extracted / url.rsplit("/", 1)[-1].removesuffix(".gz")
-                for k, url in urls.items()}
+        return {
+            k: extracted / url.rsplit("/", 1)[-1].removesuffix(".gz") for k, url in urls.items()
+        }
 
     monkeypatch.setattr(DownloadManager, "download_and_extract", fake_download_and_extract)
     monkeypatch.delenv("BPJAX_DATA_DIR", raising=False)
     with network_forbidden():
         ds = load_mnist("tfds", tfds_dir=tmp_path / "tfds", download=True, verbose=False)
     assert sorted(url.rsplit("/", 1)[-1] for url in requested) == sorted(
-        p.name for p in REAL_DIR.glob("*-ubyte.gz"))
+        p.name for p in REAL_DIR.glob("*-ubyte.gz")
+    )
     assert ds.x_train.shape == (60_000, 784) and ds.x_test.shape == (10_000, 784)
     idx = load_mnist("idx", REAL_DIR, verbose=False)
     assert example_digest(ds.x_test, ds.y_test) == example_digest(idx.x_test, idx.y_test)

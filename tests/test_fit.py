@@ -32,9 +32,15 @@ def toy_epoch(bad_epoch=None, bad="cost"):
 
 def test_fit_runs_the_epochs_and_reports_each():
     seen = []
-    result = fit(toy_epoch(), jnp.float32(0), jnp.int32(0), epochs=3,
-                 epoch_args=lambda e: (e,), evaluate=lambda p: {"value": float(p)},
-                 on_epoch=lambda e, p, s, hist, m: seen.append((e, float(p), len(hist))))
+    result = fit(
+        toy_epoch(),
+        jnp.float32(0),
+        jnp.int32(0),
+        epochs=3,
+        epoch_args=lambda e: (e,),
+        evaluate=lambda p: {"value": float(p)},
+        on_epoch=lambda e, p, s, hist, m: seen.append((e, float(p), len(hist))),
+    )
     assert [r["epoch"] for r in result.history] == [1, 2, 3]
     assert [r["value"] for r in result.history] == [1.0, 2.0, 3.0]
     assert [r["step_cost"] for r in result.history] == [0.25, 1.25, 2.25]
@@ -46,33 +52,58 @@ def test_fit_runs_the_epochs_and_reports_each():
 
 def test_fit_continues_from_a_history():
     first = fit(toy_epoch(), jnp.float32(0), jnp.int32(0), epochs=2, epoch_args=lambda e: (e,))
-    rest = fit(toy_epoch(), first.params, first.opt_state, epochs=4, start_epoch=2,
-               history=first.history, epoch_args=lambda e: (e,))
+    rest = fit(
+        toy_epoch(),
+        first.params,
+        first.opt_state,
+        epochs=4,
+        start_epoch=2,
+        history=first.history,
+        epoch_args=lambda e: (e,),
+    )
     whole = fit(toy_epoch(), jnp.float32(0), jnp.int32(0), epochs=4, epoch_args=lambda e: (e,))
     assert [r["step_cost"] for r in rest.history] == [r["step_cost"] for r in whole.history]
     assert rest.history[-1]["train_time_s"] >= first.history[-1]["train_time_s"]
 
 
-@pytest.mark.parametrize("bad, words", [("cost", "the cost became nan"),
-                                        ("params", "the params became NaN/inf")])
+@pytest.mark.parametrize(
+    "bad, words", [("cost", "the cost became nan"), ("params", "the params became NaN/inf")]
+)
 def test_a_non_finite_epoch_raises_with_the_last_finite_state(bad, words):
     with pytest.raises(Diverged, match=words) as err:
-        fit(toy_epoch(bad_epoch=2, bad=bad), jnp.float32(0), jnp.int32(0), epochs=5,
-            epoch_args=lambda e: (e,))
+        fit(
+            toy_epoch(bad_epoch=2, bad=bad),
+            jnp.float32(0),
+            jnp.int32(0),
+            epochs=5,
+            epoch_args=lambda e: (e,),
+        )
     assert err.value.epoch == 3  # epoch index 2 is the third epoch
     assert float(err.value.params) == 2.0 and int(err.value.opt_state) == 2
     assert [r["epoch"] for r in err.value.history] == [1, 2]
 
 
 def test_check_finite_off_keeps_going():
-    result = fit(toy_epoch(bad_epoch=0), jnp.float32(0), jnp.int32(0), epochs=2,
-                 epoch_args=lambda e: (e,), check_finite=False)
+    result = fit(
+        toy_epoch(bad_epoch=0),
+        jnp.float32(0),
+        jnp.int32(0),
+        epochs=2,
+        epoch_args=lambda e: (e,),
+        check_finite=False,
+    )
     assert np.isnan(result.history[0]["step_cost"])
 
 
 def test_until_stops_early():
-    result = fit(toy_epoch(), jnp.float32(0), jnp.int32(0), epochs=100,
-                 epoch_args=lambda e: (e,), until=lambda row: row["epoch"] == 4)
+    result = fit(
+        toy_epoch(),
+        jnp.float32(0),
+        jnp.int32(0),
+        epochs=100,
+        epoch_args=lambda e: (e,),
+        until=lambda row: row["epoch"] == 4,
+    )
     assert len(result.history) == 4
 
 
@@ -83,9 +114,14 @@ def test_fit_trains_a_real_network_and_the_cost_falls():
     tx = optax.sgd(3.0)
     epoch_fn = train.make_sgd_epoch(train.make_train_step(tx), 20)
     eval_fn = train.make_evaluate()
-    result = fit(epoch_fn, params, tx.init(params), epochs=3,
-                 epoch_args=lambda e: (x, y, jax.random.fold_in(jax.random.key(1), e)),
-                 evaluate=lambda p: {"accuracy": float(eval_fn(p, x, y)["accuracy"])})
+    result = fit(
+        epoch_fn,
+        params,
+        tx.init(params),
+        epochs=3,
+        epoch_args=lambda e: (x, y, jax.random.fold_in(jax.random.key(1), e)),
+        evaluate=lambda p: {"accuracy": float(eval_fn(p, x, y)["accuracy"])},
+    )
     costs = [r["step_cost"] for r in result.history]
     assert costs[-1] < costs[0] and result.history[-1]["accuracy"] > 0.6
 
@@ -102,7 +138,12 @@ def test_a_real_epoch_whose_params_overflow_raises_diverged_naming_the_params():
     )
     epoch_fn = train.make_sgd_epoch(train.make_train_step(blow_up_at_step_3), 8, n_classes=3)
     with pytest.raises(Diverged, match=r"epoch 3, step 1: the params became NaN/inf") as err:
-        fit(epoch_fn, params, blow_up_at_step_3.init(params), epochs=5,
-            epoch_args=lambda e: (x, labels, jax.random.key(e)))
+        fit(
+            epoch_fn,
+            params,
+            blow_up_at_step_3.init(params),
+            epochs=5,
+            epoch_args=lambda e: (x, labels, jax.random.key(e)),
+        )
     assert err.value.epoch == 3 and len(err.value.history) == 2
     assert bool(train.all_finite(err.value.params))

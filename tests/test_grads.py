@@ -11,8 +11,13 @@ from tests.helpers import max_rel_err, random_problem
 pytestmark = pytest.mark.usefixtures("strict_dtypes")
 
 # (sizes, batch): 1 to 4 layers, widths 1 to 784, a batch of one and larger ones.
-PROBLEMS = [((1, 1), 1), ((3, 1), 7), ((5, 4, 3), 64), ((7, 40, 1, 2, 3), 7),
-            ((784, 16, 16, 10), 64)]
+PROBLEMS = [
+    ((1, 1), 1),
+    ((3, 1), 7),
+    ((5, 4, 3), 64),
+    ((7, 40, 1, 2, 3), 7),
+    ((784, 16, 16, 10), 64),
+]
 BATCH_SIZES = [1, 64]
 
 # Compiled once per shape: eager op-by-op dispatch would dominate the test time.
@@ -118,8 +123,11 @@ def test_gradients_at_saturated_sigmoids_equal_a_float64_autodiff_reference(meth
 
 @pytest.mark.parametrize(
     "call",
-    [bpjax.mean_grad, bpjax.per_example_grads,
-     lambda p, xs, ys, method: bpjax.example_grad(p, xs[0], ys[0], method)],
+    [
+        bpjax.mean_grad,
+        bpjax.per_example_grads,
+        lambda p, xs, ys, method: bpjax.example_grad(p, xs[0], ys[0], method),
+    ],
     ids=["mean_grad", "per_example_grads", "example_grad"],
 )
 def test_an_unknown_method_lists_the_valid_ones(call):

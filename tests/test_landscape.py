@@ -95,15 +95,19 @@ def test_grid_around_spans_the_points_with_the_margin(x64, key, n, pad):
 
 def test_cost_on_grid_equals_a_direct_loop(x64, key):
     params, xs, ys = random_problem(0, (5, 4, 3), batch=8, dtype=jnp.float64)
-    snaps = [jax.tree.map(lambda p, k=k: p + 0.3 * jax.random.normal(k, p.shape, p.dtype), params)
-             for k in jax.random.split(key, 4)]
+    snaps = [
+        jax.tree.map(lambda p, k=k: p + 0.3 * jax.random.normal(k, p.shape, p.dtype), params)
+        for k in jax.random.split(key, 4)
+    ]
     rows, unravel = landscape.flatten_snapshots(snaps)
     plane = landscape.pca_plane(rows)
     cost_fn = lambda p: bpjax.cost(p, xs, ys)  # noqa: E731
     us, vs = jnp.linspace(-1.0, 2.0, 4), jnp.linspace(-0.5, 0.5, 3)  # unequal: catches (u, v) swaps
     grid = jax.jit(landscape.cost_on_grid, static_argnums=(0, 1))(cost_fn, unravel, plane, us, vs)
-    expected = [[cost_fn(unravel(plane.origin + u * plane.axes[0] + v * plane.axes[1]))
-                 for u in us] for v in vs]
+    expected = [
+        [cost_fn(unravel(plane.origin + u * plane.axes[0] + v * plane.axes[1])) for u in us]
+        for v in vs
+    ]
     chex.assert_shape(grid, (3, 4))
     np.testing.assert_allclose(grid, np.array(expected), rtol=1e-12)
 
@@ -113,15 +117,18 @@ def test_plane_view_is_the_plane_of_all_paths_and_its_cost_grid(x64, key):
     _, unravel = landscape.flatten_snapshots([params])
     flat = ravel_pytree(params)[0]
     k_a, k_b = jax.random.split(key)
-    paths = {"a": flat[None] + jax.random.normal(k_a, (5, flat.size), dtype=jnp.float64),
-             "b": flat[None] + 0.5 * jax.random.normal(k_b, (4, flat.size), dtype=jnp.float64)}
+    paths = {
+        "a": flat[None] + jax.random.normal(k_a, (5, flat.size), dtype=jnp.float64),
+        "b": flat[None] + 0.5 * jax.random.normal(k_b, (4, flat.size), dtype=jnp.float64),
+    }
     cost_fn = lambda p: bpjax.cost(p, xs, ys)  # noqa: E731
     n = 5
     view = jax.jit(landscape.plane_view, static_argnums=(0, 2, 3))(cost_fn, paths, unravel, n)
     plane = landscape.pca_plane(jnp.concatenate([paths["a"], paths["b"]]))
     for name, pts in paths.items():
-        np.testing.assert_allclose(view["coords"][name], landscape.project(plane, pts),
-                                   rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(
+            view["coords"][name], landscape.project(plane, pts), rtol=1e-10, atol=1e-12
+        )
     us, vs = landscape.grid_around(jnp.concatenate([view["coords"]["a"], view["coords"]["b"]]), n)
     np.testing.assert_allclose(view["u"], us, rtol=1e-10)
     np.testing.assert_allclose(view["v"], vs, rtol=1e-10)

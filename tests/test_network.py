@@ -23,8 +23,9 @@ pytestmark = pytest.mark.usefixtures("strict_dtypes")
 )
 def test_forward_trace_follows_the_spec(hidden, output, reference):
     hidden_ref = {"tanh": np.tanh, "relu": lambda z: np.maximum(z, 0), "identity": lambda z: z}
-    spec = bpjax.Spec(hidden=hidden, output=output,
-                      cost="log_likelihood" if output == "softmax" else "quadratic")
+    spec = bpjax.Spec(
+        hidden=hidden, output=output, cost="log_likelihood" if output == "softmax" else "quadratic"
+    )
     params, xs, _ = random_problem(0, (6, 5, 4, 3), batch=3)
     zs, activations = bpjax.forward_trace(params, xs[0], spec=spec)
     for i, (layer, z, a_next) in enumerate(zip(params, zs, activations[1:], strict=True)):

@@ -22,8 +22,9 @@ def test_init_params_shapes_and_layer_sizes(key, init, sizes):
         chex.assert_type((layer["w"], layer["b"]), jnp.float32)
 
 
-@pytest.mark.parametrize("init, w_std", [("scaled", lambda n_in: 1 / np.sqrt(n_in)),
-                                         ("standard", lambda n_in: 1.0)])
+@pytest.mark.parametrize(
+    "init, w_std", [("scaled", lambda n_in: 1 / np.sqrt(n_in)), ("standard", lambda n_in: 1.0)]
+)
 def test_init_scales_the_weights_by_fan_in_and_draws_unit_biases(key, init, w_std):
     # Wide layers, so the sample standard deviations are within a few percent of the true ones.
     sizes = (900, 400, 300)

@@ -45,8 +45,9 @@ def test_scan_epoch_equals_a_python_loop_of_the_same_steps(batch_size):
     opt = optax.sgd(0.5)
     step = train.make_train_step(opt)
     key = jax.random.key(3)
-    p_scan, _, m_scan = train.make_sgd_epoch(step, batch_size)(params, opt.init(params), x,
-                                                               labels, key)
+    p_scan, _, m_scan = train.make_sgd_epoch(step, batch_size)(
+        params, opt.init(params), x, labels, key
+    )
     p_loop, s_loop, costs = params, opt.init(params), []
     jstep = jax.jit(step)
     for idx in bpjax.data.epoch_batches(key, x.shape[0], batch_size):
@@ -106,8 +107,9 @@ def test_a_diverging_step_is_flagged_in_its_metrics():
     params, x, labels = problem()
     params = jax.tree.map(lambda p: p.at[..., 0].set(jnp.nan), params)
     opt = optax.sgd(1.0)
-    _, _, m = train.make_sgd_epoch(train.make_train_step(opt), 60)(params, opt.init(params), x,
-                                                                  labels, jax.random.key(0))
+    _, _, m = train.make_sgd_epoch(train.make_train_step(opt), 60)(
+        params, opt.init(params), x, labels, jax.random.key(0)
+    )
     assert not bool(jnp.any(m["finite"]))
 
 
@@ -214,10 +216,12 @@ def test_params_that_turn_non_finite_after_a_finite_cost_are_flagged(runner):
         new, _, m = jax.jit(train.make_train_step(opt))(params, opt.init(params), x, y)
     elif runner == "epoch_of_one_step":
         new, _, m = train.make_sgd_epoch(train.make_train_step(opt), 40)(
-            params, opt.init(params), x, labels, jax.random.key(0))
+            params, opt.init(params), x, labels, jax.random.key(0)
+        )
     else:
-        new, _, m = train.make_full_batch_step(opt, chunk_size=16)(params, opt.init(params), x,
-                                                                   labels)
+        new, _, m = train.make_full_batch_step(opt, chunk_size=16)(
+            params, opt.init(params), x, labels
+        )
     assert bool(jnp.all(jnp.isfinite(m["cost"])))
     assert not bool(jnp.all(jnp.isfinite(ravel_pytree(new)[0])))
     assert not bool(jnp.any(m["finite"]))
