@@ -22,3 +22,21 @@ def x64():
     """Run the test body with 64-bit floats enabled (for tight gradient agreement)."""
     with jax.enable_x64(True):
         yield
+
+
+@pytest.fixture
+def key():
+    """The tests' PRNG key; derive others from it with split or fold_in."""
+    return jax.random.key(0)
+
+
+@pytest.fixture
+def strict_dtypes():
+    """No implicit dtype promotion in the test body (a float32 op meeting a float64 one raises).
+
+    Used by the modules of bpjax's pure core (``pytestmark``); not suite-wide, because optax's
+    adaptive optimizers (adam's bias correction: a Python float to the power of an int32 step
+    count) need standard promotion.
+    """
+    with jax.numpy_dtype_promotion("strict"):
+        yield

@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 import bpjax
 from bpjax.activations import activation_names, get_activation
 
+pytestmark = pytest.mark.usefixtures("strict_dtypes")
+
 BUILT_IN = ("sigmoid", "tanh", "relu", "identity", "softmax")
 ELEMENTWISE = [n for n in BUILT_IN if get_activation(n).f_prime is not None]
 Z = jnp.array([-1000.0, -100.0, -30.0, -2.5, -0.3, 0.1, 0.7, 3.0, 30.0, 100.0, 1000.0])

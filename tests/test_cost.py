@@ -5,11 +5,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import bpjax
 from bpjax.cost import cost_names, get_cost, mean_output_cost
 from bpjax.spec import Spec, allowed_specs
 from tests.helpers import random_problem
+
+pytestmark = pytest.mark.usefixtures("strict_dtypes")
 
 BUILT_IN = ("quadratic", "quadratic_half", "cross_entropy", "log_likelihood")
 # (output, cost) pairs the built-in costs allow.
@@ -135,3 +139,40 @@ def test_mismatched_shapes_fail_clearly():
         mean_output_cost(jnp.zeros((2, 3)), jnp.zeros((2, 3)), jnp.zeros((2, 4)), spec=Spec())
     with pytest.raises(ValueError, match=r"unknown cost 'l1'; choose one of"):
         get_cost("l1")
+
+
+@pytest.mark.parametrize("batch", [1, 7, 64])
+def test_cost_is_the_mean_example_cost_and_accuracy_the_fraction_right(batch):
+    params, xs, ys = random_problem(1, (784, 16, 16, 10), batch=batch)
+    out = np.asarray(bpjax.forward_batch(params, xs), np.float64)
+    per_example = jnp.stack([bpjax.example_cost(params, x, y) for x, y in zip(xs, ys, strict=True)])
+    np.testing.assert_allclose(per_example, ((out - np.asarray(ys)) ** 2).sum(axis=1), rtol=1e-5)
+    np.testing.assert_allclose(bpjax.cost(params, xs, ys), per_example.mean(), rtol=1e-5)
+    np.testing.assert_allclose(
+        bpjax.squared_error(jnp.asarray(out, jnp.float32), ys), per_example.mean(), rtol=1e-5
+    )
+    labels = jnp.argmax(ys, axis=1)
+    expected = np.mean(np.argmax(out, axis=1) == np.asarray(labels))
+    assert float(bpjax.accuracy(params, xs, labels)) == pytest.approx(expected)
+
+
+@settings(max_examples=8, deadline=None)
+@given(
+    sizes=st.lists(st.integers(1, 10), min_size=2, max_size=4),
+    seed=st.integers(0, 2**31 - 1),
+    batch=st.integers(1, 8),
+)
+def test_property_cost_is_between_zero_and_n_outputs(sizes, seed, batch):
+    params, xs, ys = random_problem(seed, sizes, batch=batch)
+    c = float(jax.jit(bpjax.cost)(params, xs, ys))
+    # each a_j is in (0, 1) and y is one-hot, so 0 <= C_x <= n_out
+    assert 0.0 <= c <= sizes[-1]
+
+
+def test_one_hot_and_a_bad_labels_shape():
+    np.testing.assert_array_equal(
+        bpjax.one_hot(jnp.array([2, 0]), 3), [[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]]
+    )
+    params, xs, ys = random_problem(0, (8, 4, 3), batch=5)
+    with pytest.raises(ValueError, match="labels must have shape"):
+        bpjax.accuracy(params, xs, ys)

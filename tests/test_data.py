@@ -8,19 +8,15 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
-import jax
 import numpy as np
 import pytest
 
 from bpjax.data import (
-    Dataset,
     MnistNotFoundError,
-    as_jax,
     default_mnist_dir,
     load_mnist,
     write_idx,
@@ -128,38 +124,7 @@ def test_nielsen_validation_split_is_the_last_10k(real):
     assert np.array_equal(split.x_test, real.x_test)
 
 
-@needs_real
-def test_mnist5k_digits_are_the_first_500_of_each_class_of_real_mnist(real):
-    five_k = load_mnist("mnist5k", verbose=False)
-    firsts = np.concatenate([np.flatnonzero(real.y_train == d)[:500] for d in range(10)])
-    x = np.concatenate([five_k.x_train, five_k.x_test])
-    y = np.concatenate([five_k.y_train, five_k.y_test])
-    assert example_digest(x, y) == example_digest(real.x_train[firsts], real.y_train[firsts])
-
-
 # -- the embedded default ----------------------------------------------------------------
-
-
-def test_mnist5k_loads_offline_with_a_fixed_4000_1000_split(monkeypatch):
-    def no_network(*args, **kwargs):
-        raise AssertionError("bpjax.data tried the network")
-
-    monkeypatch.setattr(socket.socket, "connect", no_network)
-    monkeypatch.setattr(socket, "create_connection", no_network)
-    a = load_mnist("mnist5k", verbose=False)
-    b = load_mnist("mnist5k", validation=500, verbose=False)
-    assert a.source == MNIST5K
-    assert (len(a.y_train), len(a.y_test), len(a.y_val)) == (4_000, 1_000, 0)
-    assert a.x_train.dtype == np.float32 and a.y_train.dtype == np.int32
-    assert 0.0 == a.x_train.min() and a.x_train.max() == 1.0
-    # The file is sorted by class: the fixed shuffle must spread every digit over both splits.
-    assert np.bincount(a.y_train, minlength=10).min() > 300
-    assert np.bincount(a.y_test, minlength=10).min() > 50
-    assert np.bincount(np.concatenate([a.y_train, a.y_test])).tolist() == [500] * 10
-    # Deterministic: the same order every load; validation comes off the end of train.
-    assert np.array_equal(b.x_train, a.x_train[:3_500])
-    assert np.array_equal(b.x_val, a.x_train[3_500:])
-    assert np.array_equal(b.y_test, a.y_test)
 
 
 def test_without_any_data_auto_falls_back_to_mnist5k_and_never_imports_tf(tmp_path):
@@ -261,27 +226,7 @@ def test_verbose_prints_one_line_naming_the_source(tmp_path, capsys):
     assert capsys.readouterr() == ("", "")
 
 
-# -- the Dataset value -------------------------------------------------------------------
-
-
-def test_dataset_scales_pixels_keeps_order_and_carves_the_last_examples(tmp_path):
-    ds = load_mnist("idx", write_mnist_dir(tmp_path, n_train=6, n_test=4), 2, verbose=False)
-    assert isinstance(ds, Dataset)
-    assert Dataset._fields == ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test", "source")
-    # Image i is filled with pixel value i (see write_mnist_dir).
-    assert np.array_equal(ds.x_train[:, 0], np.arange(4, dtype=np.float32) / 255)
-    assert np.array_equal(ds.x_val[:, 0], np.array([4, 5], np.float32) / 255)
-    assert np.array_equal(ds.y_val, [4, 5]) and np.array_equal(ds.y_test, [0, 1, 2, 3])
-    assert ds.x_val.shape == (2, 784) and ds.x_val.dtype == np.float32
-
-
-def test_as_jax_moves_the_arrays_and_keeps_the_source(tmp_path):
-    ds = load_mnist("idx", write_mnist_dir(tmp_path), 2, verbose=False)
-    on_device = as_jax(ds)
-    assert on_device.source == ds.source
-    for a, b in zip(on_device[:-1], ds[:-1], strict=True):
-        assert isinstance(a, jax.Array) and a.dtype == b.dtype and a.shape == b.shape
-        assert np.array_equal(np.asarray(a), b)
+# -- reading ---------------------------------------------------------------------------
 
 
 def test_raw_and_gzipped_files_load_the_same(tmp_path):
@@ -289,20 +234,6 @@ def test_raw_and_gzipped_files_load_the_same(tmp_path):
     raw = load_mnist("idx", write_mnist_dir(tmp_path / "raw", gz=False), verbose=False)
     for a, b in zip(gz[:-1], raw[:-1], strict=True):
         assert np.array_equal(a, b)
-
-
-@pytest.mark.parametrize(
-    ("validation", "error", "message"),
-    [
-        (-1, ValueError, r"validation=-1 must be in \[0, 6\)"),
-        (6, ValueError, r"validation=6 must be in \[0, 6\).*at least one for training"),
-        (True, TypeError, "validation must be an int"),
-        (1.5, TypeError, "validation must be an int"),
-    ],
-)
-def test_bad_validation_sizes_are_rejected(tmp_path, validation, error, message):
-    with pytest.raises(error, match=message):
-        load_mnist("idx", write_mnist_dir(tmp_path), validation, verbose=False)
 
 
 def test_an_unknown_source_is_rejected():

@@ -230,3 +230,35 @@ def test_valid_idx_files_that_are_not_mnist_fail_tfds_checksums_clearly(tmp_path
     assert not (tmp_path / "tfds" / "mnist").exists() or not any(
         (tmp_path / "tfds" / "mnist").glob("[0-9]*/dataset_info.json")
     )
+
+
+@needs_tf
+@pytest.mark.slow
+@pytest.mark.skipif(not HAS_REAL, reason="real MNIST IDX files not found: set $BPJAX_DATA_DIR")
+def test_download_true_prepares_from_what_tfds_downloads(tmp_path, monkeypatch):
+    """load_mnist("tfds", download=True) with no IDX directory lets tfds download the four
+    files; the download is replaced by the real files, so nothing touches the network."""
+    from tensorflow_datasets.core.download.download_manager import DownloadManager
+
+    extracted = tmp_path / "extracted"
+    extracted.mkdir()
+    for gz in REAL_DIR.glob("*-ubyte.gz"):
+        (extracted / gz.name.removesuffix(".gz")).write_bytes(gzip.decompress(gz.read_bytes()))
+    requested = []
+
+    def fake_download_and_extract(self, urls):
+        requested.extend(urls.values())
+        return {
+            k: extracted / url.rsplit("/", 1)[-1].removesuffix(".gz") for k, url in urls.items()
+        }
+
+    monkeypatch.setattr(DownloadManager, "download_and_extract", fake_download_and_extract)
+    monkeypatch.delenv("BPJAX_DATA_DIR", raising=False)
+    with network_forbidden():
+        ds = load_mnist("tfds", tfds_dir=tmp_path / "tfds", download=True, verbose=False)
+    assert sorted(url.rsplit("/", 1)[-1] for url in requested) == sorted(
+        p.name for p in REAL_DIR.glob("*-ubyte.gz")
+    )
+    assert ds.x_train.shape == (60_000, 784) and ds.x_test.shape == (10_000, 784)
+    idx = load_mnist("idx", REAL_DIR, verbose=False)
+    assert example_digest(ds.x_test, ds.y_test) == example_digest(idx.x_test, idx.y_test)

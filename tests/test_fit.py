@@ -124,3 +124,26 @@ def test_fit_trains_a_real_network_and_the_cost_falls():
     )
     costs = [r["step_cost"] for r in result.history]
     assert costs[-1] < costs[0] and result.history[-1]["accuracy"] > 0.6
+
+
+def test_a_real_epoch_whose_params_overflow_raises_diverged_naming_the_params():
+    """The params check end to end: train.make_sgd_epoch's ``finite`` flag through fit's guard,
+    with every cost finite (one step per epoch; the third step's update is +inf)."""
+    k_p, k_x, k_y = jax.random.split(jax.random.key(0), 3)
+    params = bpjax.init_params(k_p, (6, 4, 3))
+    x = jax.random.uniform(k_x, (8, 6))
+    labels = jax.random.randint(k_y, (8,), 0, 3)
+    blow_up_at_step_3 = optax.chain(
+        optax.sgd(0.1), optax.scale_by_schedule(lambda n: jnp.where(n == 2, jnp.inf, 1.0))
+    )
+    epoch_fn = train.make_sgd_epoch(train.make_train_step(blow_up_at_step_3), 8, n_classes=3)
+    with pytest.raises(Diverged, match=r"epoch 3, step 1: the params became NaN/inf") as err:
+        fit(
+            epoch_fn,
+            params,
+            blow_up_at_step_3.init(params),
+            epochs=5,
+            epoch_args=lambda e: (x, labels, jax.random.key(e)),
+        )
+    assert err.value.epoch == 3 and len(err.value.history) == 2
+    assert bool(train.all_finite(err.value.params))

@@ -39,3 +39,26 @@ def test_ruff_is_clean(command):
         pytest.skip("ruff is not installed (it comes with the dev extra)")
     result = subprocess.run([ruff, *command, "."], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+
+
+# Modules tested in a file not named after them: bpjax/data/load.py's load_mnist is the
+# package's entry point (tests/test_data.py, whose helpers the other data tests import).
+TEST_FILE_OF = {
+    "data/load.py": "test_data.py",
+    "data/tfds_source.py": "test_data_tfds.py",
+    "data/errors.py": "test_data_idx.py",  # the typed errors, raised by the strict reader
+    "data/locate.py": "test_data.py",  # $BPJAX_DATA_DIR and "auto"
+}
+
+
+def test_every_library_module_has_its_test_file():
+    """bpjax/X.py is tested in tests/test_X.py, bpjax/data/X.py in tests/test_data_X.py."""
+    missing = []
+    for module in sorted((ROOT / "bpjax").rglob("*.py")):
+        rel = module.relative_to(ROOT / "bpjax").as_posix()
+        if module.name == "__init__.py":
+            continue
+        name = TEST_FILE_OF.get(rel, "test_" + rel.removesuffix(".py").replace("/", "_") + ".py")
+        if not (ROOT / "tests" / name).is_file():
+            missing.append(f"bpjax/{rel} -> tests/{name}")
+    assert not missing, missing

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from jax.flatten_util import ravel_pytree
 
 import bpjax
 from bpjax import train
@@ -275,3 +276,29 @@ def test_vmapped_epochs_flag_each_run_as_alone():
     )
     np.testing.assert_array_equal(vmapped[2]["finite"], jnp.stack(alone))
     assert bool(alone[0][0]) and not bool(jnp.any(alone[1]))
+
+
+def blow_up():
+    """An optimizer whose first update is +inf: the cost it was taken at is finite, the params
+    after it are not, so only the params check can notice."""
+    return optax.chain(optax.sgd(1.0), optax.scale(jnp.inf))
+
+
+@pytest.mark.parametrize("runner", ["step", "epoch_of_one_step", "full_batch_step"])
+def test_params_that_turn_non_finite_after_a_finite_cost_are_flagged(runner):
+    params, x, labels = problem(n=40)
+    y = bpjax.one_hot(labels)
+    opt = blow_up()
+    if runner == "step":
+        new, _, m = jax.jit(train.make_train_step(opt))(params, opt.init(params), x, y)
+    elif runner == "epoch_of_one_step":
+        new, _, m = train.make_sgd_epoch(train.make_train_step(opt), 40)(
+            params, opt.init(params), x, labels, jax.random.key(0)
+        )
+    else:
+        new, _, m = train.make_full_batch_step(opt, chunk_size=16)(
+            params, opt.init(params), x, labels
+        )
+    assert bool(jnp.all(jnp.isfinite(m["cost"])))
+    assert not bool(jnp.all(jnp.isfinite(ravel_pytree(new)[0])))
+    assert not bool(jnp.any(m["finite"]))
