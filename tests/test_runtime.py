@@ -317,3 +317,13 @@ def test_resume_refuses_changed_data(tmp_path):
     resumed = run_cli("--resume", out, "--data-dir", f"{link}/")
     assert resumed.returncode == 0, resumed.stderr
     assert [r["epoch"] for r in _history(out)] == [1, 2, 3]
+
+
+def test_data_dir_is_never_silently_ignored(tmp_path):
+    line = one_error_line(
+        run_cli("--source", "mnist5k", "--data-dir", tmp_path, "--out", tmp_path / "run")
+    )
+    assert "--data-dir has no effect" in line
+    # --quick's embedded digits give way to the user's data: here an empty directory, refused.
+    line = one_error_line(run_cli("--quick", "--data-dir", tmp_path, "--out", tmp_path / "r2"))
+    assert "MNIST" in line or "IDX" in line or str(tmp_path) in line

@@ -87,6 +87,11 @@ class DataOptions(Options):
     def check(self) -> None:
         super().check()
         at_least("validation", self.validation, 0)
+        if self.data_dir is not None and self.source == "mnist5k":
+            raise ConfigError(
+                "--data-dir has no effect with --source mnist5k (the embedded "
+                "digits); give --source idx or auto to use it"
+            )
 
 
 @dataclasses.dataclass(frozen=True)

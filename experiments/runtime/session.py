@@ -273,7 +273,10 @@ def _given_config(exp: Experiment, given: dict[str, Any]):
     run's own config with only the resumable flags changed."""
     if given.get("resume") is None:
         if given.get("quick"):
-            given = {**exp.quick, **given}
+            quick = dict(exp.quick)
+            if "data_dir" in given:  # the user's data, not the quick run's embedded digits
+                quick.pop("source", None)
+            given = {**quick, **given}
         try:
             return exp.config(**given), False
         except TypeError as e:  # an unexpected field: a bug in the experiment's QUICK
