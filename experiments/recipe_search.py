@@ -49,6 +49,18 @@ class Config(runtime.DataOptions, runtime.TrainingOptions, runtime.RunOptions):
         for wd in self.weight_decays:
             options.non_negative("weight_decays", wd)
         options.at_least("seeds", self.seeds)
+        from bpjax.optimizers import optimizer_factory
+        from bpjax.spec import Spec
+
+        for hidden in self.hiddens:
+            try:
+                Spec(hidden=hidden, output="softmax", cost="log_likelihood")
+            except ValueError as e:
+                raise runtime.ConfigError(f"--hiddens: {e}") from None
+        try:
+            optimizer_factory(self.search_optimizer)
+        except ValueError as e:
+            raise runtime.ConfigError(f"--search-optimizer: {e}") from None
 
 
 QUICK = {

@@ -35,3 +35,21 @@ def test_quick_search_selects_on_validation(tmp_path):
     best = max(results["rows"], key=lambda r: sum(r["validation"]))
     assert results["best"]["lr"] == best["lr"]
     assert (tmp_path / "r" / "table.md").read_text().count("(selected)") == 1
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--hiddens", "nosuch"], "--hiddens"),
+        (["--search-optimizer", "nosuch"], "--search-optimizer"),
+    ],
+)
+def test_bad_names_are_one_line_exit_2(tmp_path, capsys, args, needle):
+    from experiments import recipe_search
+
+    with pytest.raises(SystemExit) as exc:
+        recipe_search.main(["--quick", *args, "--out", str(tmp_path / "run")])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"recipe_search: error: {needle}")
+    assert not (tmp_path / "run").exists()
