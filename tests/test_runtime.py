@@ -327,3 +327,35 @@ def test_data_dir_is_never_silently_ignored(tmp_path):
     # --quick's embedded digits give way to the user's data: here an empty directory, refused.
     line = one_error_line(run_cli("--quick", "--data-dir", tmp_path, "--out", tmp_path / "r2"))
     assert "MNIST" in line or "IDX" in line or str(tmp_path) in line
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damage", ["flip_a_bit", "truncate", "remove_the_record"])
+def test_a_damaged_latest_checkpoint_falls_back_from_the_command_line(tmp_path, damage):
+    """kill -9 after checkpoint 2, damage it, --resume: one line names the damage, the run
+    resumes from checkpoint 1 (never from the damaged state), and the results equal an
+    uninterrupted run."""
+    import shutil
+
+    import test_checkpoint
+
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    assert run_cli(*QUICK, "--out", whole).returncode == 0
+    proc = start_cli(*QUICK, "--out", killed, env={"BPJAX_TEST_PAUSE_AT": "3"})
+    wait_for(proc, "paused at 3")
+    proc.kill()
+    proc.wait()
+    step2 = killed / "checkpoints" / "2"
+    if damage == "remove_the_record":
+        shutil.rmtree(step2 / "record")
+    else:
+        getattr(test_checkpoint, damage)(step2)
+    resumed = run_cli("--resume", killed)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "checkpoint 2 is damaged" in resumed.stderr
+    assert "resuming from checkpoint 1" in resumed.stderr and "Traceback" not in resumed.stderr
+    strip = [
+        [{k: v for k, v in r.items() if k != "train_time_s"} for r in _history(o)]
+        for o in (whole, killed)
+    ]
+    assert strip[0] == strip[1]
