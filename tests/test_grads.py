@@ -3,6 +3,7 @@
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 import bpjax
@@ -93,8 +94,12 @@ def test_perfect_prediction_has_zero_cost_and_zero_gradient(method, key):
 
 
 def max_abs_err(a, b) -> float:
+    """max |a - b| over every leaf, in float64 numpy (a may be float32, b float64)."""
     pairs = zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
-    return max(float(jnp.max(jnp.abs(x - y))) for x, y in pairs)
+    return max(
+        float(np.max(np.abs(np.asarray(x, np.float64) - np.asarray(y, np.float64))))
+        for x, y in pairs
+    )
 
 
 @pytest.mark.parametrize("method", bpjax.METHODS)

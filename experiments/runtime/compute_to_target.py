@@ -60,7 +60,7 @@ def make_chunk(step, batch_size: int, n: int, n_classes: int = 10):
     one compile serves every k) of each run from batch ``offset`` of its ``orders``
     (R, epochs * n // B, B); full-batch steps on all of ``x`` when ``batch_size == n``."""
     from bpjax.cost import one_hot
-    from bpjax.train import as_inputs, input_dtype
+    from bpjax.data.pixels import as_inputs, input_dtype, take_rows
 
     def one_run(params, opt_state, x, labels, order, offset, k):
         dtype = input_dtype(params, x)
@@ -71,7 +71,8 @@ def make_chunk(step, batch_size: int, n: int, n_classes: int = 10):
                 xb, yb = full
             else:
                 idx = order[offset + j]
-                xb, yb = as_inputs(x[idx], dtype), one_hot(labels[idx], n_classes, dtype=dtype)
+                xb = as_inputs(take_rows(x, idx), dtype)
+                yb = one_hot(labels[idx], n_classes, dtype=dtype)
             return step(*carry, xb, yb)[:2]
 
         return jax.lax.fori_loop(0, k, body, (params, opt_state))
@@ -93,10 +94,11 @@ def train_logged(
     """R runs (leading axis on ``params``/``opt_state``) for ``arm.max_steps`` steps or until
     ``stop(validation_accuracy (R,))``; the history as lists: "step", "examples", "seconds"
     (n_evals,) and "<split>_cost"/"<split>_accuracy" (n_evals, R)."""
-    from bpjax.train import epoch_order, make_evaluate, make_train_step
+    from bpjax.data import epoch_batches
+    from bpjax.train import make_evaluate, make_train_step
 
     x, labels = data["train"]
-    n, b = x.shape[0], arm.batch_size
+    n, b = labels.shape[0], arm.batch_size
     per_epoch = n // b
     step_fn = make_train_step(tx, method, spec=spec)
     chunk = make_chunk(getattr(step_fn, "unchecked", step_fn), b, n)
@@ -107,7 +109,7 @@ def train_logged(
     def orders_from(epoch):  # two epochs' batches, so a chunk may run across the boundary
         if b == n:
             return jnp.zeros((r, 2, 1), jnp.int32)
-        of = jax.vmap(lambda k: epoch_order(k, n, b))
+        of = jax.vmap(lambda k: epoch_batches(k, n, b))
         return jnp.concatenate(
             [of(jax.vmap(jax.random.fold_in, (0, None))(keys, e)) for e in (epoch, epoch + 1)],
             axis=1,
