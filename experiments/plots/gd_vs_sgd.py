@@ -183,3 +183,43 @@ def summary(results: dict) -> str:
     t = results["timing_s"]
     lines.append("seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in t.items()))
     return "\n".join(lines)
+
+
+def to_target_table(tt: dict) -> str:
+    """The markdown table of ``compute_to_target.compare``'s result."""
+    sel = {a: tt[f"select_{a}"] for a in ("sgd", "gd")}
+    lines = [
+        f"Learning rates chosen on the validation split: SGD {sel['sgd']['chosen']:g} "
+        f"(grid {', '.join(f'{v:g}' for v in sel['sgd']['lrs'])}; {sel['sgd']['metric']}), "
+        f"GD {sel['gd']['chosen']:g} (grid {', '.join(f'{v:g}' for v in sel['gd']['lrs'])}; "
+        f"{sel['gd']['metric']}). Target: {100 * tt['target']:.2f}% validation (SGD's "
+        f"final); GD budget {tt['budget_steps']['gd']} full-batch steps.",
+        "",
+        "| validation accuracy | SGD example-gradients | SGD seconds | GD example-gradients "
+        "| GD seconds | GD / SGD examples | GD / SGD seconds |",
+        "|---|---|---|---|---|---|---|",
+    ]
+
+    def cell(r):
+        note = "" if r["reached"] else f" (best {100 * r['best']:.2f}%)"
+        return f"{r['examples']:,.0f}{note}", f"{r['seconds']:.2f}"
+
+    for row in tt["table"]:
+        (ea, sa), (eb, sb) = cell(row["sgd"]), cell(row["gd"])
+        sign = {"=": "", ">=": "> ", "<=": "< "}.get(row["ratio_is"], "")
+        ratio = [
+            f"{sign}{row[k]:.3g}×" if row[k] is not None else "–"
+            for k in ("examples_ratio", "seconds_ratio")
+        ]
+        lines.append(
+            f"| {100 * row['level']:.0f}% | {ea} | {sa} | {eb} | {sb} | {ratio[0]} | {ratio[1]} |"
+        )
+    for arm in ("sgd", "gd"):
+        h = tt[arm]
+        lines.append(
+            f"\n{arm.upper()} at the end: {h['step'][-1]} steps, {h['examples'][-1]:,} "
+            f"example-gradients, {h['seconds'][-1]:.1f} s; test accuracy "
+            f"{100 * h['test_accuracy'][-1][0]:.2f}%, training cost "
+            f"{h['train_cost'][-1][0]:.4f}."
+        )
+    return "\n".join(lines)

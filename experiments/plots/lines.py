@@ -8,6 +8,17 @@ from pathlib import Path
 import numpy as np
 
 
+def arr(values) -> np.ndarray:
+    """A results list as floats ("nan"/"inf" strings included)."""
+    return np.asarray(values, dtype=float)
+
+
+def finite_max(a: np.ndarray, default: float = 1.0) -> float:
+    """The largest finite |value|, or ``default`` when there is none (or it is 0)."""
+    a = np.abs(a[np.isfinite(a)])
+    return float(a.max()) if a.size and a.max() > 0 else default
+
+
 def finite_xy(xs: Sequence, ys: Sequence) -> tuple[np.ndarray, np.ndarray]:
     """The points whose x and y are both finite (JSON's "nan"/"inf" strings included)."""
     x = np.array([float(v) for v in xs], dtype=float)

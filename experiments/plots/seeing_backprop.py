@@ -1,8 +1,5 @@
-"""Figures and the printed summary of ``experiments.seeing_backprop``, from results.json alone.
-
-Values that are not finite (a diverged or saturated network: JSON's "nan"/"inf") are drawn as
-gaps, and colour and axis limits come from the finite values only.
-"""
+"""Figures and the printed summary of ``experiments.seeing_backprop``, from results.json alone;
+non-finite values (JSON's "nan"/"inf") are gaps, and limits come from the finite values only."""
 
 from __future__ import annotations
 
@@ -10,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from experiments.plots.lines import arr, finite_max
 from experiments.runtime.rundir import save_figure
 
 NETWORKS = ("untrained", "trained")
@@ -28,17 +26,6 @@ def summary(results: dict) -> str:
             f"{float(avg['some']['cosine_to_all']):.3f})\n           identities: {checks}"
         )
     return "\n".join(lines)
-
-
-def arr(values) -> np.ndarray:
-    """A results list as floats ("nan"/"inf" strings included)."""
-    return np.asarray(values, dtype=float)
-
-
-def finite_max(a: np.ndarray, default: float = 1.0) -> float:
-    """The largest finite |value|, or ``default`` when there is none (or it is 0)."""
-    a = np.abs(a[np.isfinite(a)])
-    return float(a.max()) if a.size and a.max() > 0 else default
 
 
 def _title(net: str, r: dict, label: int) -> str:
