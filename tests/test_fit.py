@@ -107,6 +107,7 @@ def test_until_stops_early():
     assert len(result.history) == 4
 
 
+@pytest.mark.slow  # end to end on real digits
 def test_fit_trains_a_real_network_and_the_cost_falls(key):
     ds = bpjax.data.load_mnist(source="mnist5k", verbose=False)
     x, y = jnp.asarray(ds.x_train), jnp.asarray(ds.y_train)

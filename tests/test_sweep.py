@@ -92,6 +92,7 @@ def test_sweep_runs_match_a_plain_optax_training(x64):
         assert max_rel_err(unstack(result.params, r), params) < 1e-10
 
 
+@pytest.mark.slow  # end to end on real digits
 def test_sweep_learns_mnist5k():
     """End to end on real digits: 6 runs of a 784-16-10 sigmoid net, 3 epochs on 2,000 images."""
     ds = load_mnist("mnist5k", verbose=False)
@@ -145,6 +146,7 @@ def test_bad_sweeps_fail_clearly(trainer, change, message):
 
 
 # The experiment's command line: a tiny end-to-end run and bad flags.
+@pytest.mark.slow  # an experiment end to end
 def test_compare_optimizers_tiny_run_writes_results(tmp_path):
     import json
 
