@@ -66,9 +66,9 @@ def test_saturated_inputs_give_finite_values_and_derivatives(name):
 
 
 @pytest.mark.parametrize("batch_shape", [(), (4,)])
-def test_softmax_vjp_is_the_jacobian_transpose_product(x64, batch_shape):
+def test_softmax_vjp_is_the_jacobian_transpose_product(x64, key, batch_shape):
     act = get_activation("softmax")
-    k1, k2 = jax.random.split(jax.random.key(0))
+    k1, k2 = jax.random.split(key)
     z = 3 * jax.random.normal(k1, (*batch_shape, 5), dtype=jnp.float64)
     v = jax.random.normal(k2, (*batch_shape, 5), dtype=jnp.float64)
     a = act.f(z)

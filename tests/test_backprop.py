@@ -107,6 +107,7 @@ def test_each_weight_nudge_is_proportional_to_the_activation_it_comes_from(x64, 
         np.testing.assert_allclose(g["w"], g_auto["w"], rtol=1e-10, atol=1e-300)
 
 
+@pytest.mark.slow  # a compile per drawn network
 @settings(max_examples=8, deadline=None)
 @given(
     sizes=st.lists(st.integers(1, 12), min_size=2, max_size=5),

@@ -145,7 +145,8 @@ def test_mismatched_shapes_fail_clearly():
 def test_cost_is_the_mean_example_cost_and_accuracy_the_fraction_right(batch):
     params, xs, ys = random_problem(1, (784, 16, 16, 10), batch=batch)
     out = np.asarray(bpjax.forward_batch(params, xs), np.float64)
-    per_example = jnp.stack([bpjax.example_cost(params, x, y) for x, y in zip(xs, ys, strict=True)])
+    example_cost = jax.jit(bpjax.example_cost)  # one compile, B calls
+    per_example = jnp.stack([example_cost(params, x, y) for x, y in zip(xs, ys, strict=True)])
     np.testing.assert_allclose(per_example, ((out - np.asarray(ys)) ** 2).sum(axis=1), rtol=1e-5)
     np.testing.assert_allclose(bpjax.cost(params, xs, ys), per_example.mean(), rtol=1e-5)
     np.testing.assert_allclose(
@@ -156,6 +157,7 @@ def test_cost_is_the_mean_example_cost_and_accuracy_the_fraction_right(batch):
     assert float(bpjax.accuracy(params, xs, labels)) == pytest.approx(expected)
 
 
+@pytest.mark.slow  # a compile per drawn shape
 @settings(max_examples=8, deadline=None)
 @given(
     sizes=st.lists(st.integers(1, 10), min_size=2, max_size=4),

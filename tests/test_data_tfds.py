@@ -81,6 +81,7 @@ def tfds_copy(tmp_path_factory):
 # -- real data ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # prepares TFDS from the real files
 def test_prepare_writes_an_array_record_copy_and_nothing_else(tfds_copy):
     root, path, seconds = tfds_copy
     info = json.loads((path / "dataset_info.json").read_text())
@@ -93,6 +94,7 @@ def test_prepare_writes_an_array_record_copy_and_nothing_else(tfds_copy):
     print(f"prepared TFDS mnist in {seconds:.1f} s")
 
 
+@pytest.mark.slow  # prepares TFDS from the real files
 def test_preparing_again_reuses_the_copy(tfds_copy):
     root, path, _ = tfds_copy
     before = {p.name: p.stat().st_mtime_ns for p in path.iterdir()}
@@ -101,6 +103,7 @@ def test_preparing_again_reuses_the_copy(tfds_copy):
     assert {p.name: p.stat().st_mtime_ns for p in path.iterdir()} == before
 
 
+@pytest.mark.slow  # prepares TFDS from the real files
 def test_tfds_and_idx_give_the_same_examples_and_tfds_reads_without_tensorflow(tfds_copy, tmp_path):
     root, path, _ = tfds_copy
     script = (

@@ -107,10 +107,11 @@ def test_until_stops_early():
     assert len(result.history) == 4
 
 
-def test_fit_trains_a_real_network_and_the_cost_falls():
+@pytest.mark.slow  # end to end on real digits
+def test_fit_trains_a_real_network_and_the_cost_falls(key):
     ds = bpjax.data.load_mnist(source="mnist5k", verbose=False)
     x, y = jnp.asarray(ds.x_train), jnp.asarray(ds.y_train)
-    params = bpjax.init_params(jax.random.key(0), (784, 16, 10))
+    params = bpjax.init_params(key, (784, 16, 10))
     tx = optax.sgd(3.0)
     epoch_fn = train.make_sgd_epoch(train.make_train_step(tx), 20)
     eval_fn = train.make_evaluate()
@@ -126,10 +127,10 @@ def test_fit_trains_a_real_network_and_the_cost_falls():
     assert costs[-1] < costs[0] and result.history[-1]["accuracy"] > 0.6
 
 
-def test_a_real_epoch_whose_params_overflow_raises_diverged_naming_the_params():
+def test_a_real_epoch_whose_params_overflow_raises_diverged_naming_the_params(key):
     """The params check end to end: train.make_sgd_epoch's ``finite`` flag through fit's guard,
     with every cost finite (one step per epoch; the third step's update is +inf)."""
-    k_p, k_x, k_y = jax.random.split(jax.random.key(0), 3)
+    k_p, k_x, k_y = jax.random.split(key, 3)
     params = bpjax.init_params(k_p, (6, 4, 3))
     x = jax.random.uniform(k_x, (8, 6))
     labels = jax.random.randint(k_y, (8,), 0, 3)

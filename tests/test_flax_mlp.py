@@ -97,6 +97,7 @@ def test_training_step_follows_the_pure_network(x64):
     assert max_rel_err(to_bpjax(state), p) < 1e-10
 
 
+@pytest.mark.slow  # two sweeps trained
 def test_flax_sweep_matches_pure_sweep():
     """The vmapped sweep trains the Flax model to the same accuracies as bpjax's network."""
     params, xs, ys = random_problem(5, SIZES, batch=64)

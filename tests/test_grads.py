@@ -122,6 +122,7 @@ def test_gradients_at_saturated_sigmoids_equal_a_float64_autodiff_reference(meth
         ref = jax.vmap(jax.grad(bpjax.example_cost), in_axes=(None, 0, 0))(p64, x64_, y64)
         ref_mean = jax.grad(bpjax.cost)(p64, x64_, y64)
         for got, want in ((grads, ref), (mean, ref_mean)):
+            got = jax.tree.map(lambda t: t.astype(jnp.float64), got)
             peak = max(float(jnp.max(jnp.abs(g))) for g in jax.tree.leaves(want))
             assert max_abs_err(got, want) <= 1e-5 * peak + tiny
 

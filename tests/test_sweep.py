@@ -100,6 +100,7 @@ def test_sweep_runs_match_a_plain_optax_training(x64):
         assert max_rel_err(take_run(result.params, r), params) < 1e-10
 
 
+@pytest.mark.slow  # end to end on real digits
 def test_sweep_learns_mnist5k():
     """End to end on real digits: 6 runs of a 784-16-10 sigmoid net, 3 epochs on 2,000 images."""
     ds = load_mnist("mnist5k", verbose=False)

@@ -103,12 +103,12 @@ def test_evaluate_matches_cost_and_accuracy():
     np.testing.assert_allclose(ev["accuracy"], bpjax.accuracy(params, x, labels))
 
 
-def test_a_diverging_step_is_flagged_in_its_metrics():
+def test_a_diverging_step_is_flagged_in_its_metrics(key):
     params, x, labels = problem()
     params = jax.tree.map(lambda p: p.at[..., 0].set(jnp.nan), params)
     opt = optax.sgd(1.0)
     _, _, m = train.make_sgd_epoch(train.make_train_step(opt), 60)(
-        params, opt.init(params), x, labels, jax.random.key(0)
+        params, opt.init(params), x, labels, key
     )
     assert not bool(jnp.any(m["finite"]))
 
@@ -187,10 +187,10 @@ def test_a_jitted_train_step_traces_once_per_spec():
     ],
     ids=str,
 )
-def test_each_cost_learns_mnist5k(spec, lr, method):
+def test_each_cost_learns_mnist5k(key, spec, lr, method):
     ds = load_mnist("mnist5k", verbose=False)
     x, labels = jnp.asarray(ds.x_train), jnp.asarray(ds.y_train)
-    params = bpjax.init_params(jax.random.key(0), (784, 30, 10))
+    params = bpjax.init_params(key, (784, 30, 10))
     opt = optax.sgd(lr)
     epoch = train.make_sgd_epoch(train.make_train_step(opt, method, spec=spec), 10)
     s = opt.init(params)
@@ -285,7 +285,7 @@ def blow_up():
 
 
 @pytest.mark.parametrize("runner", ["step", "epoch_of_one_step", "full_batch_step"])
-def test_params_that_turn_non_finite_after_a_finite_cost_are_flagged(runner):
+def test_params_that_turn_non_finite_after_a_finite_cost_are_flagged(key, runner):
     params, x, labels = problem(n=40)
     y = bpjax.one_hot(labels)
     opt = blow_up()
@@ -293,7 +293,7 @@ def test_params_that_turn_non_finite_after_a_finite_cost_are_flagged(runner):
         new, _, m = jax.jit(train.make_train_step(opt))(params, opt.init(params), x, y)
     elif runner == "epoch_of_one_step":
         new, _, m = train.make_sgd_epoch(train.make_train_step(opt), 40)(
-            params, opt.init(params), x, labels, jax.random.key(0)
+            params, opt.init(params), x, labels, key
         )
     else:
         new, _, m = train.make_full_batch_step(opt, chunk_size=16)(
