@@ -19,13 +19,14 @@ from bpjax.activations import register_activation
 from bpjax.backprop import backprop, backprop_cost_and_mean, backprop_deltas, backprop_mean
 from bpjax.cost import accuracy, cost, example_cost, one_hot, register_cost, squared_error
 from bpjax.gradcheck import check_all, check_gradients
-from bpjax.grads import METHODS, example_grad, mean_grad, per_example_grads
+from bpjax.grads import EXAMPLE_METHODS, METHODS, example_grad, mean_grad, per_example_grads
 from bpjax.network import forward, forward_batch, forward_trace, predict, sigmoid, sigmoid_prime
 from bpjax.params import INITS, Params, init_params, layer_sizes
 from bpjax.spec import Spec
 
 __all__ = [
     "INITS",
+    "EXAMPLE_METHODS",
     "METHODS",
     "Params",
     "Spec",

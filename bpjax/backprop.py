@@ -77,19 +77,27 @@ def backprop_cost_and_mean(
     """The mean cost and the mean of ``backprop`` over a batch, from one forward/backward pass.
 
     ``xs`` (B, n_in), ``ys`` (B, n_out). Each example's deltas come from ``vmap(backprop_deltas)``;
-    the mean of the outer products ``delta_i a_i^T`` is one matrix product ``delta^T a / B``,
-    which XLA runs as a GEMM instead of B rank-1 updates. Equal to the mean of ``backprop``.
+    their mean gradient is ``mean_layer_grads``. Equal to the mean of ``backprop``.
     """
     check_batch(params, xs, ys)
     trace = jax.vmap(functools.partial(backprop_trace, spec=spec), in_axes=(None, 0, 0))
     zs, activations, deltas = trace(params, xs, ys)
-    n = xs.shape[0]
     mean_cost = jnp.mean(jax.vmap(spec.cost_function.cost)(zs[-1], activations[-1], ys))
-    grads = [
-        {"w": (delta.T @ a_prev) / n, "b": jnp.mean(delta, axis=0)}
+    return mean_cost, mean_layer_grads(deltas, activations)
+
+
+def mean_layer_grads(deltas: list[jax.Array], activations: list[jax.Array]) -> Params:
+    """BP3 and BP4 averaged over a batch: ``{"w": delta^T a_prev / B, "b": mean delta}`` a layer.
+
+    ``deltas[l]`` (B, n_l) and ``activations`` (L + 1 entries, (B, n_l), input first) as
+    ``vmap(backprop_trace)`` returns them. The mean of the B outer products ``delta_i a_i^T`` is
+    one matrix product, which XLA runs as a GEMM instead of B rank-1 updates.
+    """
+    n = deltas[0].shape[0]
+    return [
+        {"w": (delta.T @ a_prev) / n, "b": jnp.mean(delta, axis=0)}  # BP4, BP3
         for delta, a_prev in zip(deltas, activations[:-1], strict=True)
     ]
-    return mean_cost, grads
 
 
 def backprop_mean(

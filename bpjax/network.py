@@ -8,6 +8,8 @@ shape (n_in,), as in the math; ``jax.vmap`` batches them.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -18,6 +20,9 @@ from bpjax.params import Params
 from bpjax.spec import DEFAULT_SPEC, Spec
 
 __all__ = ["forward", "forward_batch", "forward_trace", "predict", "sigmoid", "sigmoid_prime"]
+
+# Any model in place of bpjax's network (a Flax module's apply, say): (params, xs (B, n_in)) -> z^L.
+ApplyFn = Callable[[Any, jax.Array], jax.Array]
 
 
 def forward_trace(
@@ -64,3 +69,24 @@ def output_layer_batch(
 def predict(params: Params, xs: jax.Array, *, spec: Spec = DEFAULT_SPEC) -> jax.Array:
     """Predicted digit (B,) int32: the index of the most active output neuron."""
     return jnp.argmax(forward_batch(params, xs, spec=spec), axis=-1).astype(jnp.int32)
+
+
+def check_apply_fn(apply_fn: ApplyFn | None, spec: Spec) -> None:
+    """An ``apply_fn`` that carries the spec it was built for (``bpjax.flax_mlp.make_apply_fn``
+    sets ``apply_fn.spec``) must be used with that same spec."""
+    built_for = getattr(apply_fn, "spec", None)
+    if built_for is not None and built_for != spec:
+        raise ValueError(
+            f"apply_fn was built for spec {built_for}, but spec is {spec}; pass the same"
+        )
+
+
+def model_outputs(params, xs: jax.Array, apply_fn: ApplyFn | None, spec: Spec):
+    """The output layer's ``(z^L, a^L)``, both (B, n_out), of bpjax's network or of ``apply_fn``.
+
+    ``apply_fn`` returns z^L; the spec's output activation gives a^L, so costs with a log
+    (cross-entropy, log-likelihood) can be computed stably from z^L."""
+    if apply_fn is None:
+        return output_layer_batch(params, xs, spec=spec)
+    zs = apply_fn(params, xs)
+    return zs, spec.output_activation.f(zs)

@@ -4,12 +4,6 @@ The only state is ``(params, opt_state)``, passed in and returned. Any
 ``optax.GradientTransformation`` is the optimizer; ``optax.sgd(eta)`` is the classic
 ``theta <- theta - eta * mean gradient``.
 
-The gradient of a mini-batch is the mean of its examples' gradients (their averaged "wish list").
-``method="autodiff"`` takes it as ``jax.grad`` of the mean cost of ``vmap``-ed examples (equal, by
-linearity, to the mean of per-example ``jax.grad``); ``method="backprop"`` uses the hand backward
-pass, ``vmap``-ed over examples, with each layer's mean outer product ``delta^T a / B`` as one
-matrix product. Both are exact and give the same trajectory up to float rounding.
-
 ``spec`` (``bpjax.Spec``, keyword-only everywhere) picks the activations and the cost; the
 default is the sigmoid network with the quadratic cost. ``apply_fn(params, xs) -> z^L (B, n_out)``
 lets any model (a Flax module's apply, say) train through the same code: it returns the output
@@ -17,29 +11,23 @@ layer's *weighted input*, and bpjax applies ``spec.output`` and the cost to it, 
 log (cross-entropy, log-likelihood) are computed stably from ``z^L``. The hand backward pass
 needs bpjax's network.
 
-Training through the per-example wish lists (``PER_EXAMPLE_METHODS``, bpjax's network only):
-``"vmap_grad"`` / ``"vmap_backprop"`` average the materialised per-example gradients
-``vmap(jax.grad)`` / ``vmap(backprop)`` (B, n_out, n_in); XLA turns each per-example outer product
-into a broadcast multiply and the mean into a reduction, never a matrix product, so they are slow.
-``"vmap_grad_factored"`` is the same average, exactly, at about the batched gradient's cost: for
-a dense layer ``dC_i/dw = (dC_i/db) a_i^T``, so it takes each example's bias wish list
-``vmap(jax.grad)`` (the deltas) and forms the mean weight wish list as one ``delta^T a / B`` GEMM.
+The gradient of a mini-batch is the mean of its examples' gradients (their averaged "wish
+list"), by any of ``bpjax.grads.METHODS`` (``method=``): all exact, they differ in what they cost.
 
 Images may be given in any form of ``bpjax.data.pixels``: floats, uint8 pixels, or
 ``PackedImages`` (four pixels a word; fastest to gather). Each mini-batch is scaled in-graph to
 ``pixel / 255``, bit-identical to ``bpjax.data``'s floats (``bpjax.data.as_inputs``).
 
 Everything in an epoch stays on device: the shuffle (``bpjax.data.epoch_batches``), every step
-in one ``lax.scan``,
-and the metrics, stacked in-graph; no host sync until the caller reads them. The per-step
-``finite`` flag costs a pass over the params; an epoch of ``make_train_step`` steps checks them
+in one ``lax.scan``, and the metrics, stacked in-graph; no host sync until the caller reads
+them. The per-step ``finite`` flag costs a pass over the params; an epoch of ``make_train_step`` steps checks them
 once at its end and replays itself, checked, only if they are not finite (same flags).
 See docs/performance.md for what each of these choices measured.
 """
 
 from __future__ import annotations
 
-import functools
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -47,102 +35,32 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from bpjax.backprop import backprop_cost_and_mean
-from bpjax.cost import cost, example_cost, mean_output_cost, one_hot
+from bpjax.chunks import fold_chunks
+from bpjax.cost import mean_output_cost, one_hot
 from bpjax.data.batching import epoch_batches
 from bpjax.data.pixels import as_inputs, input_dtype, slice_rows, take_rows
-from bpjax.grads import METHODS, per_example_grads
-from bpjax.network import forward_trace, output_layer_batch
+from bpjax.grads import GradFn, make_grad_fn
+from bpjax.network import ApplyFn, check_apply_fn, model_outputs
 from bpjax.spec import DEFAULT_SPEC, Spec
 
-ApplyFn = Callable[[Any, jax.Array], jax.Array]  # (params, xs (B, n_in)) -> z^L (B, n_out)
 Metrics = dict[str, jax.Array]
-# (params, xs (B, n_in), ys (B, n_out)) -> (mean cost, mean gradient)
-GradFn = Callable[[Any, jax.Array, jax.Array], tuple[jax.Array, Any]]
+StepFn = Callable[[Any, Any, jax.Array, jax.Array], tuple[Any, Any, Metrics]]
 
-PER_EXAMPLE_METHODS = ("vmap_grad", "vmap_backprop", "vmap_grad_factored")
-GRAD_METHODS = METHODS + PER_EXAMPLE_METHODS
-
-
-def vmap_grad_factored(params, xs: jax.Array, ys: jax.Array, *, spec: Spec = DEFAULT_SPEC):
-    """Mean cost and the mean of the per-example ``jax.grad`` wish lists, with GEMMs.
-
-    ``xs`` (B, n_in), ``ys`` (B, n_out). Each example's gradient of ``example_cost`` w.r.t. a
-    layer's bias is its delta (B, n_out) from ``vmap(jax.grad)``; its weight gradient is
-    ``delta a_prev^T`` (z = w a_prev + b), whose mean over the batch is ``delta^T a_prev / B``.
-    Equal to averaging ``per_example_grads(..., "autodiff")`` without forming (B, n_out, n_in).
-    """
-
-    def cost_of_biases(biases, x, y):
-        layers = [{"w": p["w"], "b": b} for p, b in zip(params, biases, strict=True)]
-        return example_cost(layers, x, y, spec=spec)
-
-    biases = [layer["b"] for layer in params]
-    per_example = jax.vmap(jax.value_and_grad(cost_of_biases), in_axes=(None, 0, 0))
-    costs, deltas = per_example(biases, xs, ys)
-    # The same forward pass as inside the gradient; XLA computes it once (CSE).
-    trace = lambda p, x: forward_trace(p, x, spec=spec)  # noqa: E731
-    _, activations = jax.vmap(trace, in_axes=(None, 0))(params, xs)
-    n = xs.shape[0]
-    grads = [
-        {"w": (delta.T @ a_prev) / n, "b": jnp.mean(delta, axis=0)}
-        for delta, a_prev in zip(deltas, activations[:-1], strict=True)
-    ]
-    return jnp.mean(costs), grads
-
-
-def _vmap_mean(method: str, spec: Spec = DEFAULT_SPEC) -> GradFn:
-    """Mean cost and the mean over the materialised per-example gradients of ``method``."""
-
-    def grad_fn(params, xs, ys):
-        grads = per_example_grads(params, xs, ys, method, spec=spec)
-        return cost(params, xs, ys, spec=spec), jax.tree.map(lambda g: jnp.mean(g, axis=0), grads)
-
-    return grad_fn
-
-
-def check_apply_fn(apply_fn: ApplyFn | None, spec: Spec) -> None:
-    """An ``apply_fn`` that carries the spec it was built for (``bpjax.flax_mlp.make_apply_fn``
-    sets ``apply_fn.spec``) must be trained with that same spec."""
-    built_for = getattr(apply_fn, "spec", None)
-    if built_for is not None and built_for != spec:
-        raise ValueError(
-            f"apply_fn was built for spec {built_for}, but spec is {spec}; pass the same"
-        )
-
-
-def model_outputs(params, xs, apply_fn: ApplyFn | None, spec: Spec):
-    """The output layer's ``(z^L, a^L)``, both (B, n_out), of bpjax's network or of ``apply_fn``."""
-    if apply_fn is None:
-        return output_layer_batch(params, xs, spec=spec)
-    zs = apply_fn(params, xs)
-    return zs, spec.output_activation.f(zs)
-
-
-def make_grad_fn(
-    method: str = "autodiff", apply_fn: ApplyFn | None = None, *, spec: Spec = DEFAULT_SPEC
-) -> GradFn:
-    """``(params, xs, ys) -> (mean cost, mean gradient)`` of ``spec``'s cost over a batch.
-
-    ``method``: one of ``GRAD_METHODS``; all give the same numbers up to float rounding (see the
-    module docstring for what each costs). Only ``"autodiff"`` works with ``apply_fn``.
-    """
-    if method not in GRAD_METHODS:
-        raise ValueError(f"unknown gradient method {method!r}; choose one of {GRAD_METHODS}")
-    if apply_fn is not None and method != "autodiff":
-        raise ValueError(f"method={method!r} is bpjax's own network; use 'autodiff' with apply_fn")
-    check_apply_fn(apply_fn, spec)
-    if method == "backprop":
-        return functools.partial(backprop_cost_and_mean, spec=spec)
-    if method == "vmap_grad_factored":
-        return functools.partial(vmap_grad_factored, spec=spec)
-    if method in ("vmap_grad", "vmap_backprop"):
-        return _vmap_mean("autodiff" if method == "vmap_grad" else "backprop", spec)
-
-    def mean_cost(p, xs, ys):
-        return mean_output_cost(*model_outputs(p, xs, apply_fn, spec), ys, spec=spec)
-
-    return jax.value_and_grad(mean_cost)
+__all__ = [
+    "ApplyFn",
+    "GradFn",
+    "TrainStep",
+    "all_finite",
+    "apply_gradient",
+    "evaluate",
+    "full_batch_cost_and_grad",
+    "make_evaluate",
+    "make_full_batch_step",
+    "make_grad_fn",
+    "make_sgd_epoch",
+    "make_train_step",
+    "sgd_epoch",
+]
 
 
 def all_finite(tree) -> jax.Array:
@@ -159,21 +77,33 @@ def apply_gradient(optimizer: optax.GradientTransformation, params, opt_state, g
     return optax.apply_updates(params, updates), opt_state
 
 
+@dataclasses.dataclass(frozen=True)
+class TrainStep:
+    """A train step ``(params, opt_state, xb (B, n_in), yb (B, n_out)) -> (params, opt_state,
+    metrics)`` in two variants; calling it runs ``checked``.
+
+    ``metrics["cost"]`` is the mini-batch's mean cost before the update. ``checked``'s
+    ``metrics["finite"]`` is False once the cost or the new params hold a NaN or inf (on device,
+    no host sync); ``unchecked``'s looks at the cost alone, and ``sgd_epoch`` checks the params
+    once per epoch instead (see there). A frozen dataclass, not a NamedTuple: ``jax.jit`` needs
+    to hold a weak reference to what it compiles.
+    """
+
+    checked: StepFn
+    unchecked: StepFn
+
+    def __call__(self, params, opt_state, xb, yb):
+        return self.checked(params, opt_state, xb, yb)
+
+
 def make_train_step(
     optimizer: optax.GradientTransformation,
     method: str = "autodiff",
     apply_fn: ApplyFn | None = None,
     *,
     spec: Spec = DEFAULT_SPEC,
-):
-    """A step ``(params, opt_state, xb (B, n_in), yb (B, n_out)) -> (params, opt_state, metrics)``.
-
-    ``metrics["cost"]`` is the mini-batch's mean cost before the update; ``metrics["finite"]`` is
-    False once the cost or the new params hold a NaN or inf (checked on device, no host sync).
-
-    ``step.unchecked`` is the same step with ``finite`` from the cost alone; ``sgd_epoch`` uses it
-    and checks the params once per epoch instead (see there).
-    """
+) -> TrainStep:
+    """One optimizer step on a mini-batch's mean gradient (``bpjax.grads.make_grad_fn``)."""
     grad_fn = make_grad_fn(method, apply_fn, spec=spec)
 
     def unchecked(params, opt_state, xb, yb):
@@ -181,17 +111,16 @@ def make_train_step(
         params, opt_state = apply_gradient(optimizer, params, opt_state, grads)
         return params, opt_state, {"cost": batch_cost, "finite": jnp.isfinite(batch_cost)}
 
-    def step(params, opt_state, xb, yb):
+    def checked(params, opt_state, xb, yb):
         params, opt_state, metrics = unchecked(params, opt_state, xb, yb)
         metrics["finite"] = metrics["finite"] & all_finite(params)
         return params, opt_state, metrics
 
-    step.unchecked = unchecked
-    return step
+    return TrainStep(checked, unchecked)
 
 
 def sgd_epoch(
-    step,
+    step: TrainStep | StepFn,
     params,
     opt_state,
     x,
@@ -228,8 +157,7 @@ def sgd_epoch(
 
         return jax.lax.scan(body, (params, opt_state), batches)
 
-    unchecked = getattr(step, "unchecked", None)
-    if unchecked is None:
+    if not isinstance(step, TrainStep):  # any step function: checked as it is
         (new_params, new_state), metrics = run(step, params, opt_state)
         return new_params, new_state, metrics
     # A make_train_step step adds its updates to the params (optax.apply_updates), and a NaN or
@@ -238,11 +166,11 @@ def sgd_epoch(
     # per step (a full pass over the params each step; ~20% of a B=10 epoch). Only if the
     # final params are not finite is the epoch replayed, checked, for the per-step flags. A
     # while_loop, not a cond: under vmap it replays only when some run needs it.
-    (new_params, new_state), metrics = run(unchecked, params, opt_state)
+    (new_params, new_state), metrics = run(step.unchecked, params, opt_state)
 
     def replay(carry):
         _, p, s, _ = carry
-        (p, s), m = run(step, p, s)
+        (p, s), m = run(step.checked, p, s)
         # p, s flow out of the body, so XLA cannot hoist the replay out of the loop as invariant.
         return jnp.zeros((), bool), p, s, m
 
@@ -280,8 +208,6 @@ def full_batch_cost_and_grad(
     Each chunk's mean is weighted by its size, so the result equals the unchunked mean.
     """
     n = x.shape[0]
-    chunk_size = max(1, min(int(chunk_size), n))
-    n_full = n // chunk_size
     dtype = input_dtype(params, x)
 
     def chunk_sums(start, size):
@@ -290,15 +216,11 @@ def full_batch_cost_and_grad(
         c, g = grad_fn(params, xc, yc)
         return jax.tree.map(lambda t: t * size, (c, g))
 
-    def body(total, i):
-        sums = chunk_sums(i * chunk_size, chunk_size)
-        return jax.tree.map(jnp.add, total, sums), None
+    def add(total, size, sums):
+        return jax.tree.map(jnp.add, total, sums)
 
     zeros = jax.tree.map(jnp.zeros_like, (jnp.zeros((), dtype), params))
-    total, _ = jax.lax.scan(body, zeros, jnp.arange(n_full))
-    if n_full * chunk_size < n:
-        rest = chunk_sums(n_full * chunk_size, n - n_full * chunk_size)
-        total = jax.tree.map(jnp.add, total, rest)
+    total = fold_chunks(chunk_sums, add, zeros, n, chunk_size)
     return jax.tree.map(lambda t: t / n, total)
 
 

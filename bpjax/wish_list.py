@@ -29,8 +29,9 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from bpjax.backprop import backprop_trace
+from bpjax.backprop import backprop_trace, mean_layer_grads
 from bpjax.checks import check_batch, check_example
+from bpjax.chunks import fold_chunks
 from bpjax.data.batching import epoch_batches
 from bpjax.grads import mean_grad, per_example_grads
 from bpjax.params import Params
@@ -102,10 +103,9 @@ def mean_wish_list(
     output_grad = _output_grad(spec)
     trace = lambda p, x, y: backprop_trace(p, x, y, spec=spec)  # noqa: E731
     zs, activations, deltas = jax.vmap(trace, in_axes=(None, 0, 0))(params, xs, ys)
-    n = xs.shape[0]
     layers = tuple(
-        _layer_wishes(layer["w"], -jnp.mean(delta, axis=0), -(delta.T @ a_prev) / n)
-        for layer, delta, a_prev in zip(params, deltas, activations[:-1], strict=True)
+        _layer_wishes(layer["w"], -g["b"], -g["w"])
+        for layer, g in zip(params, mean_layer_grads(deltas, activations), strict=True)
     )
     output = -jnp.mean(jax.vmap(output_grad)(zs[-1], activations[-1], ys), axis=0)
     return WishList(output=output, layers=layers)
@@ -169,8 +169,6 @@ def gradient_moments(
     """
     check_batch(params, xs, ys)
     n = xs.shape[0]
-    chunk_size = max(1, min(int(chunk_size), n))
-    n_full = n // chunk_size
 
     def chunk_stats(start, size):
         xc = jax.lax.dynamic_slice_in_dim(xs, start, size)
@@ -189,15 +187,8 @@ def gradient_moments(
         m2 = jax.tree.map(lambda a, b, d: a + b + d**2 * (count * size / total), m2, m2_b, diff)
         return total, mean, m2
 
-    def body(state, i):
-        return merge(state, chunk_size, chunk_stats(i * chunk_size, chunk_size)), None
-
     zeros = jax.tree.map(jnp.zeros_like, params)
-    state = (jnp.zeros((), xs.dtype), zeros, zeros)
-    state, _ = jax.lax.scan(body, state, jnp.arange(n_full))
-    rest = n - n_full * chunk_size
-    if rest:
-        state = merge(state, rest, chunk_stats(n_full * chunk_size, rest))
+    state = fold_chunks(chunk_stats, merge, (jnp.zeros((), xs.dtype), zeros, zeros), n, chunk_size)
     _, mean, m2 = state
     return GradientMoments(mean=mean, variance=jax.tree.map(lambda t: t / n, m2))
 

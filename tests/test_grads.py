@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 
 import bpjax
+from bpjax.grads import make_grad_fn
+from bpjax.spec import Spec
 from tests.helpers import max_rel_err, random_problem
 
 pytestmark = pytest.mark.usefixtures("strict_dtypes")
@@ -30,7 +32,7 @@ PER_EXAMPLE_AUTODIFF = jax.jit(jax.vmap(jax.grad(bpjax.example_cost), in_axes=(N
 EXAMPLE_GRAD = jax.jit(bpjax.example_grad, static_argnums=3)
 
 
-@pytest.mark.parametrize("method", bpjax.METHODS)
+@pytest.mark.parametrize("method", bpjax.EXAMPLE_METHODS)
 @pytest.mark.parametrize("sizes", [(5, 4, 3), (784, 16, 16, 10)], ids=str)
 def test_example_grad_equals_jax_grad_of_the_example_cost(x64, method, sizes):
     params, xs, ys = random_problem(0, sizes, batch=2, dtype=jnp.float64)
@@ -47,7 +49,7 @@ def test_per_example_grads_are_each_examples_jax_grad_and_average_to_the_mean_gr
     params, xs, ys = random_problem(3, sizes, batch=batch, dtype=jnp.float64)
     grad_of_mean = GRAD_OF_COST(params, xs, ys)
     one_by_one = PER_EXAMPLE_AUTODIFF(params, xs, ys)
-    for method in bpjax.METHODS:
+    for method in bpjax.EXAMPLE_METHODS:
         per_example = PER_EXAMPLE(params, xs, ys, method=method)
         chex.assert_trees_all_equal_shapes(
             per_example, jax.tree.map(lambda p: jnp.zeros((batch, *p.shape)), params)
@@ -58,7 +60,7 @@ def test_per_example_grads_are_each_examples_jax_grad_and_average_to_the_mean_gr
         assert max_rel_err(MEAN_GRAD(params, xs, ys, method=method), grad_of_mean) <= 1e-10
 
 
-@pytest.mark.parametrize("method", bpjax.METHODS)
+@pytest.mark.parametrize("method", bpjax.EXAMPLE_METHODS)
 @pytest.mark.parametrize("batch", BATCH_SIZES)
 def test_jitted_mean_grad_equals_the_gradient_of_the_mean_cost_and_traces_once(method, batch):
     params, xs, ys = random_problem(4, (784, 16, 16, 10), batch=batch, init="scaled")
@@ -83,7 +85,7 @@ def saturated_perfect_params(n_in, labels_to_output=10, margin=60.0):
     return [{"w": w, "b": b}]
 
 
-@pytest.mark.parametrize("method", bpjax.METHODS)
+@pytest.mark.parametrize("method", bpjax.EXAMPLE_METHODS)
 def test_perfect_prediction_has_zero_cost_and_zero_gradient(method, key):
     params = saturated_perfect_params(5)
     xs = jax.random.uniform(key, (4, 5))
@@ -102,7 +104,7 @@ def max_abs_err(a, b) -> float:
     )
 
 
-@pytest.mark.parametrize("method", bpjax.METHODS)
+@pytest.mark.parametrize("method", bpjax.EXAMPLE_METHODS)
 @pytest.mark.parametrize("scale", [30.0, 500.0])
 def test_gradients_at_saturated_sigmoids_equal_a_float64_autodiff_reference(method, scale):
     """Weights scaled up until many |z| are beyond 30 (scale 500: all of them), where float32
@@ -140,3 +142,35 @@ def test_an_unknown_method_lists_the_valid_ones(call):
     params, xs, ys = random_problem(0, (4, 3), batch=2)
     with pytest.raises(ValueError, match=r"unknown gradient method 'magic'; choose one of \("):
         call(params, xs, ys, method="magic")
+
+
+# --- make_grad_fn: every method in the registry gives the mean cost and the mean gradient -------
+
+SPECS = [
+    Spec("tanh", "softmax", "log_likelihood"),
+    Spec("relu", "sigmoid", "cross_entropy"),
+    Spec("sigmoid", "identity", "quadratic_half"),
+]
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=str)
+@pytest.mark.parametrize("method", bpjax.METHODS)
+def test_every_grad_method_follows_the_spec(x64, spec, method):
+    params, x, y = random_problem(0, (6, 5, 4), batch=30, dtype=jnp.float64)
+    c, g = jax.jit(make_grad_fn(method, spec=spec))(params, x, y)
+    np.testing.assert_allclose(c, bpjax.cost(params, x, y, spec=spec), rtol=1e-13)
+    assert max_rel_err(g, jax.grad(lambda p: bpjax.cost(p, x, y, spec=spec))(params)) < 1e-10
+
+
+@pytest.mark.parametrize("method", [m for m in bpjax.METHODS if m.startswith("vmap")])
+def test_per_example_methods_equal_the_plain_vmap_grad_average(x64, method):
+    params, xs, ys = random_problem(0, (20, 8, 6, 10), batch=33, dtype=jnp.float64)
+    plain = jax.tree.map(lambda g: g.mean(0), bpjax.per_example_grads(params, xs, ys, "autodiff"))
+    cost, grads = jax.jit(make_grad_fn(method))(params, xs, ys)
+    assert max_rel_err(grads, plain) < 1e-12
+    np.testing.assert_allclose(cost, bpjax.cost(params, xs, ys), rtol=1e-12)
+
+
+def test_backprop_with_an_apply_fn_is_refused():
+    with pytest.raises(ValueError, match="use 'autodiff' with apply_fn"):
+        make_grad_fn("backprop", apply_fn=bpjax.forward_batch)

@@ -19,7 +19,7 @@ import optax
 
 from bpjax import optimizers
 from bpjax.data import SOURCES
-from bpjax.grads import METHODS
+from bpjax.grads import EXAMPLE_METHODS
 from bpjax.params import INITS
 from experiments.runtime.cli import ConfigError, flag
 
@@ -110,7 +110,7 @@ class ModelOptions(Options):
         "(Nielsen's), cross_entropy, log_likelihood (bpjax.Spec)",
     )
     method: str = flag(
-        "autodiff", "gradient: jax autodiff, or the hand-derived backprop", choices=METHODS
+        "autodiff", "gradient: jax autodiff, or the hand-derived backprop", choices=EXAMPLE_METHODS
     )
     plugins: tuple[str, ...] = flag(
         (),
