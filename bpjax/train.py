@@ -20,8 +20,8 @@ Images may be given in any form of ``bpjax.data.pixels``: floats, uint8 pixels, 
 
 Everything in an epoch stays on device: the shuffle (``bpjax.data.epoch_batches``), every step
 in one ``lax.scan``, and the metrics, stacked in-graph; no host sync until the caller reads
-them. The per-step ``finite`` flag costs a pass over the params; an epoch of ``make_train_step`` steps checks them
-once at its end and replays itself, checked, only if they are not finite (same flags).
+them. The per-step ``finite`` flag costs a pass over the params; an epoch of ``make_train_step``
+steps checks them once at its end and replays itself, checked, only if they are not finite.
 See docs/performance.md for what each of these choices measured.
 """
 

@@ -18,7 +18,7 @@ seeds, interpolated between evaluations), E = B S. ``bpjax.scaling`` fits S_min 
 (S/S_min - 1)(E/E_min - 1) = 1 to the seed means (and to each seed alone, for error bars), and
 B_crit = E_min / S_min. At the point where each tuned run reaches the target the experiment
 also measures the gradient noise scale B_noise = tr(Sigma) / |G|^2 over all N training examples
-(``bpjax.wish_list.gradient_moments``): the model predicts B_crit ~ B_noise.
+(``bpjax.gradient_noise.gradient_moments``): the model predicts B_crit ~ B_noise.
 
 Budget: each run stops at ``--max-epochs`` epochs or ``--min-steps`` steps, whichever is more.
 
@@ -165,14 +165,14 @@ def run(cfg: Config, ctx: runtime.Context) -> dict:
 
 def _noise_scale(params, x, labels, *, chunk_size, spec):
     """B_noise = tr(Sigma) / |G|^2 of the per-example gradients over all of ``x``."""
-    from bpjax import one_hot, wish_list
+    from bpjax import gradient_noise, one_hot
     from bpjax.train import as_inputs, input_dtype
 
     xs = as_inputs(x, input_dtype(params, x))
-    moments = wish_list.gradient_moments(
+    moments = gradient_noise.gradient_moments(
         params, xs, one_hot(labels, 10, dtype=xs.dtype), chunk_size, spec=spec
     )
-    return moments.total_variance() / wish_list.tree_dot(moments.mean, moments.mean)
+    return moments.total_variance() / gradient_noise.tree_dot(moments.mean, moments.mean)
 
 
 def lr_grid(cfg: Config, b: int) -> list[float]:

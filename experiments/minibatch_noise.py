@@ -12,7 +12,7 @@ examples:
 
 - the full gradient g and the spread of the per-example gradients, sigma^2 = (1/N) sum_i
   ||g_i - g||^2, from per-example gradients (vmap) ``--chunk-size`` at a time inside one
-  compiled pass (``bpjax.wish_list.gradient_moments``);
+  compiled pass (``bpjax.gradient_noise.gradient_moments``);
 - for each mini-batch size B in ``--measure-batch-sizes`` (default 1, 3, 10, 30, ... below N,
   and N), ``--draws`` mini-batches drawn as SGD draws them (without replacement, at most 4N
   examples a size), and for each the cosine of its gradient g_B to g and ``||g_B - g|| / ||g||``;
@@ -181,14 +181,14 @@ def run(cfg: Config, ctx: runtime.Context) -> dict:
 def make_measure(data: dict, spec, cfg: Config, batch_sizes, k_draw):
     """``measure(params, epoch) -> dict``: the gradient's moments and the mini-batch errors."""
     import bpjax
-    from bpjax import wish_list as wl
+    from bpjax import gradient_noise as gn
 
     x, labels = data["train"]
     ys = bpjax.one_hot(labels, cfg.sizes[-1], dtype=x.dtype)
     n = x.shape[0]
     evaluate = evaluation.make_evaluator(data, spec, ("train", "test"))
     moments_fn = jax.jit(
-        functools.partial(wl.gradient_moments, spec=spec), static_argnames=("chunk_size", "method")
+        functools.partial(gn.gradient_moments, spec=spec), static_argnames=("chunk_size", "method")
     )
 
     # x and ys are arguments, not closed over: a closed-over array is baked into the compiled
@@ -197,12 +197,12 @@ def make_measure(data: dict, spec, cfg: Config, batch_sizes, k_draw):
     def check_mean(params, mean, x, ys):
         """Relative difference of the chunked mean and the one-GEMM mean gradient (~1e-7)."""
         direct = bpjax.mean_grad(params, x, ys, method=cfg.method, spec=spec)
-        return wl.tree_norm(jax.tree.map(jnp.subtract, mean, direct)) / wl.tree_norm(direct)
+        return gn.tree_norm(jax.tree.map(jnp.subtract, mean, direct)) / gn.tree_norm(direct)
 
     @functools.partial(jax.jit, static_argnames=("batch_size", "draws"))
     def agreement(params, full_grad, key, x, ys, batch_size, draws):
-        batches = wl.minibatch_draws(key, x.shape[0], batch_size, draws)
-        return wl.minibatch_agreement(params, x, ys, full_grad, batches, spec=spec)
+        batches = gn.minibatch_draws(key, x.shape[0], batch_size, draws)
+        return gn.minibatch_agreement(params, x, ys, full_grad, batches, spec=spec)
 
     def measure(params, epoch: int) -> dict:
         t0 = time.perf_counter()
@@ -210,14 +210,14 @@ def make_measure(data: dict, spec, cfg: Config, batch_sizes, k_draw):
             moments_fn(params, x, ys, chunk_size=cfg.chunk_size, method=cfg.method)
         )
         moments_seconds = time.perf_counter() - t0
-        grad_sq = float(wl.tree_dot(moments.mean, moments.mean))
+        grad_sq = float(gn.tree_dot(moments.mean, moments.mean))
         variance = float(moments.total_variance())
         rows = []
         for b in batch_sizes:
             r = draws_for(b, n, cfg.draws)
             key = jax.random.fold_in(jax.random.fold_in(k_draw, epoch), b)
             got = jax.device_get(agreement(params, moments.mean, key, x, ys, b, r))
-            predicted_sq = float(wl.expected_minibatch_error(variance, n, b))
+            predicted_sq = float(gn.expected_minibatch_error(variance, n, b))
             rel_sq = ratio(predicted_sq, grad_sq)
             rows.append(
                 {

@@ -45,6 +45,7 @@ def analyse(params, x, y, xs_some, ys_some, xs_all, ys_all, epsilon, *, top_k: i
     from jax.flatten_util import ravel_pytree
 
     import bpjax
+    from bpjax import gradient_noise as gn
     from bpjax import wish_list as wl
 
     one = wl.wish_list(params, x, y, spec=spec)
@@ -86,7 +87,7 @@ def analyse(params, x, y, xs_some, ys_some, xs_all, ys_all, epsilon, *, top_k: i
         "activations": activations,
         "cost_changes": jax.vmap(moved_cost)(top) - base_cost,
         "cosine_to_all": {
-            k: wl.tree_dot(n, nudges["every"]) / (wl.tree_norm(n) * wl.tree_norm(nudges["every"]))
+            k: gn.tree_dot(n, nudges["every"]) / (gn.tree_norm(n) * gn.tree_norm(nudges["every"]))
             for k, n in nudges.items()
         },
         "checks": {
