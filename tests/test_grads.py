@@ -109,7 +109,7 @@ def max_abs_err(a, b) -> float:
 def test_gradients_at_saturated_sigmoids_equal_a_float64_autodiff_reference(method, scale):
     """Weights scaled up until many |z| are beyond 30 (scale 500: all of them), where float32
     rounds sigma(z) to 0 or 1 and a naive exp(-z) overflows: the float32 gradients are finite
-    and equal float64 jax.grad, to 1e-5 of the largest entry (or float32's smallest normal
+    and equal float64 jax.grad, to 1e-4 of the largest entry (or float32's smallest normal
     number, when the true gradients are all below it)."""
     params, xs, ys = random_problem(7, (8, 6, 3), batch=5)
     params = jax.tree.map(lambda p: scale * p, params)
@@ -126,7 +126,7 @@ def test_gradients_at_saturated_sigmoids_equal_a_float64_autodiff_reference(meth
         for got, want in ((grads, ref), (mean, ref_mean)):
             got = jax.tree.map(lambda t: t.astype(jnp.float64), got)
             peak = max(float(jnp.max(jnp.abs(g))) for g in jax.tree.leaves(want))
-            assert max_abs_err(got, want) <= 1e-5 * peak + tiny
+            assert max_abs_err(got, want) <= 1e-4 * peak + tiny
 
 
 @pytest.mark.parametrize(
