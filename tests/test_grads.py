@@ -9,7 +9,7 @@ import pytest
 import bpjax
 from bpjax.grads import make_grad_fn
 from bpjax.spec import Spec
-from tests.helpers import max_rel_err, random_problem
+from tests.helpers import max_rel_err, random_problem, tiered
 
 pytestmark = pytest.mark.usefixtures("strict_dtypes")
 
@@ -33,7 +33,7 @@ EXAMPLE_GRAD = jax.jit(bpjax.example_grad, static_argnums=3)
 
 
 @pytest.mark.parametrize("method", bpjax.EXAMPLE_METHODS)
-@pytest.mark.parametrize("sizes", [(5, 4, 3), (784, 16, 16, 10)], ids=str)
+@pytest.mark.parametrize("sizes", tiered([(5, 4, 3), (784, 16, 16, 10)], [(5, 4, 3)]), ids=str)
 def test_example_grad_equals_jax_grad_of_the_example_cost(x64, method, sizes):
     params, xs, ys = random_problem(0, sizes, batch=2, dtype=jnp.float64)
     for x, y in zip(xs, ys, strict=True):
@@ -42,7 +42,11 @@ def test_example_grad_equals_jax_grad_of_the_example_cost(x64, method, sizes):
         assert max_rel_err(g, GRAD(params, x, y)) <= 1e-10
 
 
-@pytest.mark.parametrize("sizes, batch", PROBLEMS, ids=str)
+@pytest.mark.parametrize(
+    "sizes, batch",
+    tiered(PROBLEMS, [((5, 4, 3), 64), ((784, 16, 16, 10), 64)], several=True),
+    ids=str,
+)
 def test_per_example_grads_are_each_examples_jax_grad_and_average_to_the_mean_gradient(
     x64, sizes, batch
 ):
