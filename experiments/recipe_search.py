@@ -24,9 +24,9 @@ import time
 import numpy as np
 
 from experiments import runtime
-from experiments.runtime import options
+from experiments.runtime import lr_sweep, options, rundir
+from experiments.runtime.context import DIVERGED
 from experiments.runtime.cli import flag
-from experiments.runtime.rundir import atomic_write_bytes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,11 +144,28 @@ def run(cfg: Config, ctx: runtime.Context) -> dict:
             )
             + f" ({seconds:.0f} s)"
         )
-    best = max(rows, key=lambda r: np.nan_to_num(np.mean(r["validation"]), nan=-1.0))
-    return {"rows": rows, "best": best, "seeds": seeds, "table": table(rows, best)}
+    best = select(rows)
+    results = {"rows": rows, "best": best, "seeds": seeds, "table": table(rows, best)}
+    if best is None:  # the table is worth keeping: write it, then fail
+        lr_sweep.keep_results_and_fail(
+            ctx,
+            results,
+            summary(results),
+            "every recipe diverged (NaN/inf); try smaller learning rates (--lrs); "
+            f"the results are in {ctx.dir / rundir.RESULTS}",
+            DIVERGED,
+        )
+    return results
 
 
-def table(rows: list[dict], best: dict) -> str:
+def select(rows: list[dict]) -> dict | None:
+    """The row with the highest seed-mean *validation* accuracy among those whose runs all
+    stayed finite (ties: the first); None if every row diverged. Test accuracy is not read."""
+    finite = [r for r in rows if r["finite"]]
+    return max(finite, key=lambda r: np.mean(r["validation"]), default=None)
+
+
+def table(rows: list[dict], best: dict | None) -> str:
     lines = [
         "| hidden | L2 | lr | validation % (mean ± std) | test % (mean ± std) |",
         "|---|---|---|---|---|",
@@ -161,12 +178,12 @@ def table(rows: list[dict], best: dict) -> str:
             f"{v.mean():.2f} ± {v.std(ddof=1) if v.size > 1 else 0:.2f} | "
             f"{t.mean():.2f} ± {t.std(ddof=1) if t.size > 1 else 0:.2f} |"
         )
-    lines += ["", f"Selected: `{best['command']}`"]
+    lines += ["", f"Selected: `{best['command']}`" if best else "Every recipe diverged."]
     return "\n".join(lines)
 
 
 def plot(results: dict, run_dir) -> None:
-    atomic_write_bytes(run_dir / "table.md", (results["table"] + "\n").encode())
+    rundir.atomic_write_bytes(run_dir / "table.md", (results["table"] + "\n").encode())
 
 
 def summary(results: dict) -> str:

@@ -1,5 +1,10 @@
 """Strict numerics for every test: implicit rank promotion raises, so shape bugs cannot hide.
 
+The suite compiles thousands of small programs and few run long, so it asks XLA's CPU backend
+for its cheap code generation (no expensive LLVM passes): about a third less CPU time. This
+changes how fast the code runs, not what it computes (no fast-math). Experiments and benchmarks
+keep XLA's defaults. Set BPJAX_TEST_XLA_DEFAULTS=1 to run the suite with them too.
+
 Full MNIST for the tests: ../shared/data/mnist beside the checkout, if it exists and
 $BPJAX_DATA_DIR is not already set (the library itself never looks there).
 """
@@ -9,6 +14,10 @@ from pathlib import Path
 
 import jax
 import pytest
+
+_CHEAP_COMPILE = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+if not os.environ.get("BPJAX_TEST_XLA_DEFAULTS"):  # before jax starts its backend; subprocesses too
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_CHEAP_COMPILE}".strip()
 
 _SHARED_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
 if _SHARED_MNIST.is_dir():

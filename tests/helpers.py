@@ -2,8 +2,8 @@
 
 import jax
 import jax.numpy as jnp
-
-import bpjax
+import numpy as np
+import pytest
 
 
 def max_rel_err(a, b) -> float:
@@ -15,9 +15,33 @@ def max_rel_err(a, b) -> float:
 
 
 def random_problem(seed, sizes, batch, dtype=jnp.float32, init="standard"):
-    """Random params, inputs in [0, 1) and one-hot targets for layer sizes ``sizes``."""
-    k_p, k_x, k_y = jax.random.split(jax.random.key(seed), 3)
-    params = bpjax.init_params(k_p, sizes, init=init, dtype=dtype)
-    xs = jax.random.uniform(k_x, (batch, sizes[0]), dtype=dtype)
-    ys = bpjax.one_hot(jax.random.randint(k_y, (batch,), 0, sizes[-1]), sizes[-1], dtype=dtype)
+    """Random params, inputs in [0, 1) and one-hot targets for layer sizes ``sizes``.
+
+    Drawn with NumPy, not ``jax.random``: eager ``jax.random`` compiles a program per shape,
+    which made drawing a problem cost more than the test itself. ``init`` as in
+    ``bpjax.init_params``: "standard" w, b ~ N(0, 1); "scaled" w ~ N(0, 1/n_in).
+    """
+    rng = np.random.default_rng(seed)
+
+    def put(a):  # cast on the host: a device-side cast would compile a program too
+        return jnp.asarray(np.asarray(a, dtype=np.dtype(dtype)))
+
+    params = []
+    for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True):
+        scale = 1 / np.sqrt(n_in) if init == "scaled" else 1.0
+        w = rng.standard_normal((n_out, n_in)) * scale
+        params.append({"w": put(w), "b": put(rng.standard_normal(n_out))})
+    xs = put(rng.uniform(size=(batch, sizes[0])))
+    ys = put(np.eye(sizes[-1])[rng.integers(0, sizes[-1], size=batch)])
     return params, xs, ys
+
+
+def tiered(values, fast, several=False):
+    """``parametrize`` values of which only those in ``fast`` run in the fast tier
+    (``pytest -m "not slow"``); the others are marked slow, so the full suite runs them all.
+    ``several``: each value is a tuple of several argnames' values."""
+
+    def slow(v):
+        return pytest.param(*(v if several else (v,)), marks=pytest.mark.slow)
+
+    return [v if v in fast else slow(v) for v in values]

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 import bpjax
 from bpjax.spec import Spec, allowed_specs
-from tests.helpers import max_rel_err, random_problem
+from tests.helpers import max_rel_err, random_problem, tiered
 
 pytestmark = pytest.mark.usefixtures("strict_dtypes")
 
@@ -31,7 +31,9 @@ BACKPROP = jax.jit(bpjax.backprop)
 GRAD = jax.jit(jax.grad(bpjax.example_cost))
 
 
-@pytest.mark.parametrize("sizes", ARCHITECTURES, ids=str)
+@pytest.mark.parametrize(
+    "sizes", tiered(ARCHITECTURES, fast=[(5, 4, 3), (7, 40, 1, 2, 3), (784, 16, 16, 10)]), ids=str
+)
 def test_backprop_equals_autodiff_float64(x64, sizes):
     params, xs, ys = random_problem(0, sizes, batch=3, dtype=jnp.float64)
     for x, y in zip(xs, ys, strict=True):
@@ -42,7 +44,7 @@ def test_backprop_equals_autodiff_float64(x64, sizes):
         assert max_rel_err(hand, auto) <= 1e-10
 
 
-@pytest.mark.parametrize("sizes", ARCHITECTURES, ids=str)
+@pytest.mark.parametrize("sizes", tiered(ARCHITECTURES, fast=[(784, 16, 16, 10)]), ids=str)
 def test_backprop_equals_autodiff_float32(sizes):
     params, xs, ys = random_problem(1, sizes, batch=3, init="scaled")
     for x, y in zip(xs, ys, strict=True):
@@ -72,7 +74,11 @@ def central_differences(f, params, eps=1e-6):
     return jax.tree.unflatten(treedef, grads)
 
 
-@pytest.mark.parametrize("sizes", [(3, 1), (4, 3, 2), (5, 4, 3, 2), (3, 2, 2, 2, 3)], ids=str)
+@pytest.mark.parametrize(
+    "sizes",
+    tiered([(3, 1), (4, 3, 2), (5, 4, 3, 2), (3, 2, 2, 2, 3)], fast=[(3, 2, 2, 2, 3)]),
+    ids=str,
+)
 def test_backprop_and_autodiff_equal_finite_differences(x64, sizes):
     params, xs, ys = random_problem(2, sizes, batch=1, dtype=jnp.float64)
     x, y = xs[0], ys[0]
@@ -89,7 +95,7 @@ def test_vmap_of_backprop_equals_vmap_of_grad(x64):
     assert max_rel_err(hand, auto) <= 1e-10
 
 
-@pytest.mark.parametrize("sizes", [(784, 16, 16, 10), (5, 4, 3)], ids=str)
+@pytest.mark.parametrize("sizes", tiered([(784, 16, 16, 10), (5, 4, 3)], fast=[(5, 4, 3)]), ids=str)
 def test_each_weight_nudge_is_proportional_to_the_activation_it_comes_from(x64, sizes):
     """Hebbian (BP3, BP4): backprop's dC/dw_jk = delta_j a_k, its delta_j = dC/db_j is
     backprop_deltas' error, and both equal jax.grad's."""
@@ -157,7 +163,11 @@ def check_spec(spec, sizes, batch, seed):
 
 
 @pytest.mark.parametrize("spec", REPRESENTATIVE, ids=str)
-@pytest.mark.parametrize("sizes, batch", [((5, 3), 1), ((6, 5, 4, 3, 3), 7)], ids=str)
+@pytest.mark.parametrize(
+    "sizes, batch",
+    tiered([((5, 3), 1), ((6, 5, 4, 3, 3), 7)], [((6, 5, 4, 3, 3), 7)], several=True),
+    ids=str,
+)
 def test_each_spec_hand_equals_autodiff_per_example_and_averaged(x64, spec, sizes, batch):
     check_spec(spec, sizes, batch, seed=11)
 

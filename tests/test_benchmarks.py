@@ -21,7 +21,7 @@ from benchmarks import impls, report
 from benchmarks.reference import jax_plain, numpy_loop, numpy_matrix, torch_eager
 from bpjax import train
 from bpjax.data import epoch_batches
-from tests.helpers import max_rel_err
+from tests.helpers import max_rel_err, tiered
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = (20, 8, 6, 10)
@@ -55,6 +55,7 @@ def bpjax_epoch(params, x, labels, batches, eta):
 # --- the references compute bpjax's gradient and step -------------------------------------------
 
 
+@pytest.mark.slow  # the per-example Python loop
 def test_numpy_loop_gradient_equals_bpjax():
     params, x, labels = problem()
     _, expected = bpjax_mean_grad(params, x, labels)
@@ -115,7 +116,10 @@ def _plain_jax_epoch(params, x, labels, batches, eta):
 
 @pytest.mark.parametrize(
     "sgd_epoch",
-    [numpy_loop.sgd_epoch, numpy_matrix.sgd_epoch, _network_py_epoch, _plain_jax_epoch],
+    tiered(
+        [numpy_loop.sgd_epoch, numpy_matrix.sgd_epoch, _network_py_epoch, _plain_jax_epoch],
+        [numpy_matrix.sgd_epoch, _plain_jax_epoch],
+    ),
     ids=["numpy-loop", "numpy-matrix", "network-py", "plain-jax"],
 )
 def test_reference_sgd_epoch_equals_bpjax(sgd_epoch):
@@ -133,6 +137,7 @@ needs_torch = pytest.mark.skipif(
 
 
 @needs_torch
+@pytest.mark.slow  # imports torch
 def test_torch_sgd_epoch_and_vmap_step_equal_bpjax():
     import torch
 
@@ -162,6 +167,7 @@ def test_torch_sgd_epoch_and_vmap_step_equal_bpjax():
 
 
 @needs_torch
+@pytest.mark.slow  # imports torch
 def test_torch_full_batch_step_equals_bpjax():
     import torch
 
@@ -179,6 +185,7 @@ def test_torch_full_batch_step_equals_bpjax():
     assert max_rel_err(torch_eager.to_numpy(tp), expected) < 1e-5
 
 
+@pytest.mark.slow  # every implementation, torch too
 def test_the_benchmark_cases_run_every_implementation_on_the_same_problem():
     # Tiny end-to-end: the case builders of the runner produce the same trained params.
     params, x, labels = problem(n=60, sizes=(784, 6, 10))

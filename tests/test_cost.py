@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 import bpjax
 from bpjax.cost import cost_names, get_cost, mean_output_cost
 from bpjax.spec import Spec, allowed_specs
-from tests.helpers import random_problem
+from tests.helpers import random_problem, tiered
 
 pytestmark = pytest.mark.usefixtures("strict_dtypes")
 
@@ -21,10 +21,10 @@ PAIRS = sorted({(s.output, s.cost) for s in allowed_specs() if s.cost in BUILT_I
 
 
 def problem(seed, n=5, dtype=jnp.float64, scale=3.0):
-    kz, ky = jax.random.split(jax.random.key(seed))
-    z = scale * jax.random.normal(kz, (n,), dtype=dtype)
-    y = bpjax.one_hot(jax.random.randint(ky, (), 0, n), n, dtype=dtype)
-    return z, y
+    rng = np.random.default_rng(seed)
+    z = np.asarray(scale * rng.standard_normal(n), np.dtype(dtype))
+    y = np.eye(n, dtype=np.dtype(dtype))[rng.integers(0, n)]
+    return jnp.asarray(z), jnp.asarray(y)
 
 
 def test_the_built_ins_are_registered():
@@ -35,7 +35,7 @@ def test_the_built_ins_are_registered():
 
 
 @pytest.mark.parametrize("output, name", PAIRS, ids=str)
-@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("seed", tiered([0, 1, 2], fast=[0]))
 def test_output_delta_equals_autodiff_through_the_output_activation(x64, output, name, seed):
     c = get_cost(name)
     act = Spec(output=output, cost=name).output_activation
@@ -78,7 +78,9 @@ def reference(name, z, y):
 @pytest.mark.parametrize(
     "name, output", [("cross_entropy", "sigmoid"), ("log_likelihood", "softmax")]
 )
-@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize(
+    "dtype", tiered([jnp.float32, jnp.float64], [jnp.float32]), ids=["f32", "f64"]
+)
 def test_saturated_outputs_give_finite_costs_and_gradients(name, output, dtype):
     """z of +-100 saturates the outputs (a rounds to 0 or 1): a cost taken as log(a) would be
     inf; computed from z it stays finite and matches the float64 reference."""
@@ -141,7 +143,7 @@ def test_mismatched_shapes_fail_clearly():
         get_cost("l1")
 
 
-@pytest.mark.parametrize("batch", [1, 7, 64])
+@pytest.mark.parametrize("batch", tiered([1, 7, 64], fast=[7]))
 def test_cost_is_the_mean_example_cost_and_accuracy_the_fraction_right(batch):
     params, xs, ys = random_problem(1, (784, 16, 16, 10), batch=batch)
     out = np.asarray(bpjax.forward_batch(params, xs), np.float64)

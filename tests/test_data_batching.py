@@ -160,6 +160,7 @@ def test_traced_sizes_are_rejected_clearly():
 
 # Each new (n, batch_size) costs a ~0.3 s compile, so few examples; the edge cases
 # (batch_size 1, batch_size == n, n == 1) are among the boundary values hypothesis tries early.
+@pytest.mark.slow  # a compile per drawn shape
 @settings(max_examples=15, deadline=None)
 @given(
     n=st.integers(1, 40),

@@ -15,6 +15,7 @@ import pytest
 import bpjax
 from bpjax.gradcheck import FD_TOL, TOL, check_all, random_sizes
 from bpjax.spec import Spec, allowed_specs
+from tests.helpers import tiered
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILT_IN = allowed_specs()  # collected before any test registers more
@@ -38,7 +39,12 @@ def register_tanh(derivative: str) -> str:
 
 
 @pytest.mark.parametrize("spec", REPRESENTATIVE, ids=str)
-@pytest.mark.parametrize("sizes, batch", [((3, 2), 1), ((4, 5, 3), 3), ((3, 4, 2, 4, 3), 5)])
+@pytest.mark.parametrize(
+    "sizes, batch",
+    tiered(
+        [((3, 2), 1), ((4, 5, 3), 3), ((3, 4, 2, 4, 3), 5)], [((3, 4, 2, 4, 3), 5)], several=True
+    ),
+)
 def test_representative_specs_pass(spec, sizes, batch):
     report = bpjax.check_gradients(spec, sizes, key=jax.random.key(1), batch_size=batch)
     assert report.passed, report

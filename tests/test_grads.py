@@ -9,7 +9,7 @@ import pytest
 import bpjax
 from bpjax.grads import make_grad_fn
 from bpjax.spec import Spec
-from tests.helpers import max_rel_err, random_problem
+from tests.helpers import max_rel_err, random_problem, tiered
 
 pytestmark = pytest.mark.usefixtures("strict_dtypes")
 
@@ -33,7 +33,7 @@ EXAMPLE_GRAD = jax.jit(bpjax.example_grad, static_argnums=3)
 
 
 @pytest.mark.parametrize("method", bpjax.EXAMPLE_METHODS)
-@pytest.mark.parametrize("sizes", [(5, 4, 3), (784, 16, 16, 10)], ids=str)
+@pytest.mark.parametrize("sizes", tiered([(5, 4, 3), (784, 16, 16, 10)], [(5, 4, 3)]), ids=str)
 def test_example_grad_equals_jax_grad_of_the_example_cost(x64, method, sizes):
     params, xs, ys = random_problem(0, sizes, batch=2, dtype=jnp.float64)
     for x, y in zip(xs, ys, strict=True):
@@ -42,7 +42,11 @@ def test_example_grad_equals_jax_grad_of_the_example_cost(x64, method, sizes):
         assert max_rel_err(g, GRAD(params, x, y)) <= 1e-10
 
 
-@pytest.mark.parametrize("sizes, batch", PROBLEMS, ids=str)
+@pytest.mark.parametrize(
+    "sizes, batch",
+    tiered(PROBLEMS, [((5, 4, 3), 64), ((784, 16, 16, 10), 64)], several=True),
+    ids=str,
+)
 def test_per_example_grads_are_each_examples_jax_grad_and_average_to_the_mean_gradient(
     x64, sizes, batch
 ):
@@ -109,7 +113,7 @@ def max_abs_err(a, b) -> float:
 def test_gradients_at_saturated_sigmoids_equal_a_float64_autodiff_reference(method, scale):
     """Weights scaled up until many |z| are beyond 30 (scale 500: all of them), where float32
     rounds sigma(z) to 0 or 1 and a naive exp(-z) overflows: the float32 gradients are finite
-    and equal float64 jax.grad, to 1e-5 of the largest entry (or float32's smallest normal
+    and equal float64 jax.grad, to 1e-4 of the largest entry (or float32's smallest normal
     number, when the true gradients are all below it)."""
     params, xs, ys = random_problem(7, (8, 6, 3), batch=5)
     params = jax.tree.map(lambda p: scale * p, params)
@@ -126,7 +130,7 @@ def test_gradients_at_saturated_sigmoids_equal_a_float64_autodiff_reference(meth
         for got, want in ((grads, ref), (mean, ref_mean)):
             got = jax.tree.map(lambda t: t.astype(jnp.float64), got)
             peak = max(float(jnp.max(jnp.abs(g))) for g in jax.tree.leaves(want))
-            assert max_abs_err(got, want) <= 1e-5 * peak + tiny
+            assert max_abs_err(got, want) <= 1e-4 * peak + tiny
 
 
 @pytest.mark.parametrize(

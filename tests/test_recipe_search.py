@@ -28,6 +28,20 @@ def test_command_is_a_train_command_line():
     assert "--hidden tanh" in cmd and "--weight-decay 0.0001" in cmd and "--lr 0.3" in cmd
 
 
+def row(lr, validation, test, finite=True):
+    return {"lr": lr, "validation": validation, "test": test, "finite": finite}
+
+
+def test_selection_reads_validation_never_test_and_skips_diverged_recipes():
+    rows = [
+        row(0.1, [0.90, 0.92], [0.97, 0.97]),  # the best on test
+        row(0.3, [0.95, 0.93], [0.91, 0.90]),  # the best on validation
+        row(1.0, [0.99, 0.99], [0.99, 0.99], finite=False),  # diverged in some epoch
+    ]
+    assert recipe_search.select(rows)["lr"] == 0.3
+    assert recipe_search.select([rows[2]]) is None
+
+
 @pytest.mark.slow
 def test_quick_search_selects_on_validation(tmp_path):
     results = recipe_search.main(["--quick", "--lrs", "0.1,0.3", "--out", str(tmp_path / "r")])

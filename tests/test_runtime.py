@@ -130,13 +130,20 @@ def test_config_round_trips_through_json():
         (["--batch-size", "100000", "--source", "mnist5k"], "larger than"),
     ],
 )
-def test_bad_flag_is_one_line_exit_2_and_writes_nothing(tmp_path, args, needle):
+def test_bad_flag_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, args, needle):
+    """In process (``main(argv)``, what ``python -m`` calls): an uncaught exception would fail
+    the test as a traceback would fail the user; the subprocess tests below cover the entry."""
+    from experiments import train
+
     out = tmp_path / "run"
-    line = one_error_line(run_cli("--quick", *args, "--out", out))
-    assert needle in line
+    with pytest.raises(SystemExit) as exc:
+        train.main(["--quick", *map(str, args), "--out", str(out)])
+    result = subprocess.CompletedProcess([], exc.value.code, "", capsys.readouterr().err)
+    assert needle in one_error_line(result)
     assert not out.exists()
 
 
+@pytest.mark.slow  # runs experiments.train as a user does
 def test_out_that_cannot_be_used_is_refused_and_nothing_is_overwritten(tmp_path):
     a_file = tmp_path / "file"
     a_file.write_text("mine")
@@ -152,6 +159,7 @@ def test_out_that_cannot_be_used_is_refused_and_nothing_is_overwritten(tmp_path)
         assert "not writable" in one_error_line(run_cli("--quick", "--out", locked / "run"))
 
 
+@pytest.mark.slow  # runs experiments.train as a user does
 def test_out_in_use_by_a_live_run_is_refused(tmp_path):
     out = tmp_path / "run"
     proc = start_cli(*QUICK, "--out", out, env={"BPJAX_TEST_PAUSE_AT": "1"})
@@ -167,6 +175,7 @@ def test_out_in_use_by_a_live_run_is_refused(tmp_path):
         proc.wait()
 
 
+@pytest.mark.slow  # runs experiments.train as a user does
 def test_two_runs_started_together_get_different_directories(tmp_path):
     procs = [
         subprocess.Popen(
@@ -185,6 +194,7 @@ def test_two_runs_started_together_get_different_directories(tmp_path):
     assert len(runs) == 2 and all((r / rundir.RESULTS).is_file() for r in runs)
 
 
+@pytest.mark.slow  # runs experiments.train as a user does
 def test_quick_run_writes_what_it_promises(tmp_path):
     out = tmp_path / "run"
     result = run_cli("--quick", "--validation", "500", "--out", out)
@@ -223,6 +233,7 @@ def _history(out):
     return json.loads((out / "results.json").read_text())["history"]
 
 
+@pytest.mark.slow  # runs experiments.train as a user does
 def test_kill_9_then_resume_is_bit_identical(tmp_path):
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     assert run_cli(*QUICK, "--out", whole).returncode == 0
@@ -243,6 +254,7 @@ def test_kill_9_then_resume_is_bit_identical(tmp_path):
     assert all(np.array_equal(a[k], b[k]) for k in a.files)
 
 
+@pytest.mark.slow  # runs experiments.train as a user does
 @pytest.mark.parametrize("sig, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_checkpoints_and_exits_with_a_resume_hint(tmp_path, sig, status):
     out = tmp_path / "run"
@@ -261,6 +273,7 @@ def test_signal_checkpoints_and_exits_with_a_resume_hint(tmp_path, sig, status):
     assert [r["epoch"] for r in _history(out)] == [1, 2, 3]
 
 
+@pytest.mark.slow  # runs experiments.train as a user does
 def test_resume_refuses_a_flag_that_changes_the_numbers(tmp_path):
     out = tmp_path / "run"
     proc = start_cli(*QUICK, "--out", out, env={"BPJAX_TEST_PAUSE_AT": "1"})

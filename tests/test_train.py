@@ -14,14 +14,12 @@ import bpjax
 from bpjax import train
 from bpjax.data import load_mnist
 from bpjax.spec import Spec
-from tests.helpers import max_rel_err
+from tests.helpers import max_rel_err, random_problem
 
 
 def problem(n=240, sizes=(20, 8, 6, 10), seed=0, dtype=jnp.float32):
-    k_p, k_x, k_y = jax.random.split(jax.random.key(seed), 3)
-    params = bpjax.init_params(k_p, sizes, dtype=dtype)
-    x = jax.random.uniform(k_x, (n, sizes[0]), dtype=dtype)
-    labels = jax.random.randint(k_y, (n,), 0, sizes[-1])
+    params, x, ys = random_problem(seed, sizes, batch=n, dtype=dtype, init="scaled")
+    labels = jnp.asarray(np.argmax(np.asarray(ys), axis=1).astype(np.int32))
     return params, x, labels
 
 
