@@ -25,8 +25,8 @@ import numpy as np
 
 from experiments import runtime
 from experiments.runtime import lr_sweep, options, rundir
-from experiments.runtime.context import DIVERGED
 from experiments.runtime.cli import flag
+from experiments.runtime.context import DIVERGED
 
 
 @dataclasses.dataclass(frozen=True)
