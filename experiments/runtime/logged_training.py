@@ -13,6 +13,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from experiments.runtime.step_chunks import make_chunk
+
 SPLITS = ("train", "validation", "test")
 
 
@@ -33,31 +35,6 @@ def intervals(total: int, cap: int) -> list[int]:
         if len(out) % 2 == 0:
             k *= 2
     return out
-
-
-def make_chunk(step, batch_size: int, n: int, n_classes: int = 10):
-    """``chunk(params, opt_state, x, labels, orders, offset, k)``: ``k`` steps (a traced int, so
-    one compile serves every k) of each run from batch ``offset`` of its ``orders``
-    (R, epochs * n // B, B); full-batch steps on all of ``x`` when ``batch_size == n``."""
-    from bpjax.cost import one_hot
-    from bpjax.data.pixels import as_inputs, input_dtype, take_rows
-
-    def one_run(params, opt_state, x, labels, order, offset, k):
-        dtype = input_dtype(params, x)
-        full = (as_inputs(x, dtype), one_hot(labels, n_classes, dtype=dtype))
-
-        def body(j, carry):
-            if batch_size == n:
-                xb, yb = full
-            else:
-                idx = order[offset + j]
-                xb = as_inputs(take_rows(x, idx), dtype)
-                yb = one_hot(labels[idx], n_classes, dtype=dtype)
-            return step(*carry, xb, yb)[:2]
-
-        return jax.lax.fori_loop(0, k, body, (params, opt_state))
-
-    return jax.jit(jax.vmap(one_run, in_axes=(0, 0, None, None, 0, None, None)))
 
 
 def train_logged(
@@ -81,7 +58,7 @@ def train_logged(
     n, b = labels.shape[0], arm.batch_size
     per_epoch = n // b
     step_fn = make_train_step(tx, method, spec=spec)
-    chunk = make_chunk(getattr(step_fn, "unchecked", step_fn), b, n)
+    chunk = make_chunk(step_fn, b, n)
     evaluate = jax.jit(jax.vmap(make_evaluate(spec=spec), in_axes=(0, None, None)))
     r = jax.tree.leaves(params)[0].shape[0]
     keys = jnp.stack([arm.order_key] * r)
@@ -124,7 +101,7 @@ def train_logged(
         if compiled is None:  # ahead of time, so the seconds are training alone
             compiled = chunk.lower(*args).compile()
         t0 = time.perf_counter()
-        params, opt_state = jax.block_until_ready(compiled(*args))
+        params, opt_state, _ = jax.block_until_ready(compiled(*args))
         seconds += time.perf_counter() - t0
         j, step = j + k, step + k
         value = record(params, step, seconds)

@@ -7,8 +7,8 @@
 
 ``params``/``opt_state`` carry a leading run axis R (``bpjax.sweep.init_runs``); every run has
 its own shuffle (``order_keys`` (R,); epoch e shuffles with ``fold_in(key, e)``, the batches of
-``bpjax.data.epoch_batches``). Training runs in compiled chunks of ``eval_every`` steps (a
-``lax.scan`` per run, vmapped); after each chunk every run is evaluated, so a run's steps to the
+``bpjax.data.epoch_batches``). Training runs in compiled chunks of ``eval_every`` steps
+(``step_chunks.make_chunk``); after each chunk every run is evaluated, so a run's steps to the
 target are known to ``eval_every`` steps, refined by linear interpolation of the metric between
 the two evaluations around the crossing. Training ends when ``stop(hit)`` ((R,) bools) is True,
 or after ``max_steps``. With ``batch_size`` equal to the data size every step is a full-batch
@@ -25,6 +25,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from experiments.runtime.step_chunks import make_chunk
+
 
 class TargetRuns(NamedTuple):
     steps: np.ndarray  # (R,) float: interpolated steps to the target, nan if never reached
@@ -32,42 +34,6 @@ class TargetRuns(NamedTuple):
     history: dict[str, np.ndarray]  # "step" (n_evals,), "metric" (n_evals, R), "cost" (n, R)
     params: Any  # final, with the run axis
     seconds: float
-
-
-def make_chunk(step, batch_size: int, n: int, n_classes: int = 10):
-    """``chunk(params, opt_state, x, labels, orders, offset, k)``: ``k`` (static) steps of every
-    run from batch ``offset`` of its epoch order ``orders`` (R, n // B, B)."""
-    from bpjax.cost import one_hot
-    from bpjax.data.pixels import as_inputs, input_dtype, take_rows
-
-    full = batch_size == n
-
-    def one_run(params, opt_state, x, labels, order, offset, k):
-        dtype = input_dtype(params, x)
-        if full:
-            xs, ys = as_inputs(x, dtype), one_hot(labels, n_classes, dtype=dtype)
-
-        def body(carry, j):
-            if full:
-                xb, yb = xs, ys
-            else:
-                idx = order[offset + j]
-                xb, yb = (
-                    as_inputs(take_rows(x, idx), dtype),
-                    one_hot(labels[idx], n_classes, dtype=dtype),
-                )
-            params, opt_state, metrics = step(*carry, xb, yb)
-            return (params, opt_state), metrics["cost"]
-
-        (params, opt_state), costs = jax.lax.scan(body, (params, opt_state), jnp.arange(k))
-        return params, opt_state, jnp.mean(costs)
-
-    def chunk(params, opt_state, x, labels, orders, offset, k):
-        return jax.vmap(one_run, in_axes=(0, 0, None, None, 0, None, None))(
-            params, opt_state, x, labels, orders, offset, k
-        )
-
-    return jax.jit(chunk, static_argnames="k")
 
 
 def _crossing(prev_step, prev_value, step, value, target, sign) -> float:
@@ -111,7 +77,7 @@ def train_to_target(
     stop = stop or (lambda hit: bool(hit.all()))
     sign = 1.0 if metric == "accuracy" else -1.0
     step_fn = make_train_step(tx, method, spec=spec)
-    chunk = make_chunk(getattr(step_fn, "unchecked", step_fn), batch_size, n)
+    chunk = make_chunk(step_fn, batch_size, n)
     evaluate = jax.jit(jax.vmap(make_evaluate(spec=spec), in_axes=(0, None, None)))
     orders_of = jax.jit(jax.vmap(lambda k: epoch_batches(k, n, batch_size)))
     per_epoch = n // batch_size
@@ -134,7 +100,8 @@ def train_to_target(
         j = 0
         while j < per_epoch and not done and step < max_steps:
             k = min(eval_every, per_epoch - j, max_steps - step)
-            params, opt_state, cost = chunk(params, opt_state, x, labels, orders, j, k)
+            args = (params, opt_state, x, labels, orders, np.int32(j), np.int32(k))
+            params, opt_state, cost = chunk(*args)
             prev, prev_step = value, step
             j, step = j + k, step + k
             value = measure(params)
