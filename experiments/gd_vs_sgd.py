@@ -17,6 +17,14 @@ test cost and accuracy, examples processed, training seconds; SGD's mini-batch c
 ``--log-every`` steps; both parameter paths on their PCA plane with the cost surface there;
 per-phase seconds) and the figures drawn from it (``experiments/plots/gd_vs_sgd.py``):
 ``cost_vs_epoch.png``, ``cost_vs_time.png``, ``accuracy_vs_epoch.png``, ``trajectories.png``.
+SGD's first epoch on the trajectory figure (every ``--path-every`` steps) is recorded by the
+training epoch itself; the planes and their cost surfaces are one compiled program.
+
+The per-phase seconds (``results["timing_s"]``, printed at the end): ``data`` (reading MNIST),
+``setup`` (initial network, keys, data on device), ``compile`` (every program jax compiles,
+training, evaluation and trajectory ones and the small ones of eager ops alike), ``train``,
+``evaluation`` (training and test sets after every epoch), ``trajectory``, ``plots``. Each
+phase's own compiles are counted in ``compile``, not in the phase.
 
 ``--to-target`` (needs ``--validation``; it is an error without) then runs the fair comparison
 (``experiments/runtime/compute_to_target.py``) from the same initial network: SGD's peak rate
@@ -41,7 +49,7 @@ from jax.flatten_util import ravel_pytree
 
 from experiments import runtime
 from experiments.plots import gd_vs_sgd as plots
-from experiments.runtime import compute_to_target, evaluation, options, trajectory
+from experiments.runtime import compile_time, compute_to_target, evaluation, options, trajectory
 from experiments.runtime.cli import flag
 
 
@@ -53,6 +61,12 @@ class Config(
     runtime.TrainingOptions,
     runtime.RunOptions,
 ):
+    checkpoint_every: int = flag(
+        30,
+        "checkpoint every k epochs (and at the end of each method's run); a checkpoint takes "
+        "about as long as two SGD epochs here",
+        resumable=True,
+    )
     gd_lr: float = flag(3.0, "full-batch gradient descent's learning rate (constant)")
     equal_time: bool = flag(
         False, "after the equal-epoch runs, GD steps on until it used SGD's training time"
@@ -104,7 +118,7 @@ def run(cfg: Config, ctx: runtime.Context) -> dict:
     from bpjax.optimizers import with_l2
 
     spec = cfg.spec()
-    with ctx.phase("setup"):
+    with compile_time.phase(ctx, "setup"):
         data = evaluation.device_data(ctx.data)
         x, labels = data["train"]
         n = labels.shape[0]
@@ -114,10 +128,10 @@ def run(cfg: Config, ctx: runtime.Context) -> dict:
         sgd_tx = cfg.make_optimizer(total_steps=cfg.epochs * steps)
         gd_tx = with_l2(optax.sgd(cfg.gd_lr), cfg.weight_decay)
         epoch_keys = jax.random.split(key_sgd, cfg.epochs)
+        epoch_keys[0]  # compiles the indexing here, not in the first epoch's time
         flat = jax.jit(lambda p: ravel_pytree(p)[0])  # snapshots are kept flat: (P,)
         start = flat(params0)
-    evaluate = evaluation.make_evaluator(data, spec, ("train", "test"))
-    with ctx.phase("compile"):
+        evaluate = evaluation.make_evaluator(data, spec, ("train", "test"))
         evaluate.compile(params0)
 
     # The run state: a phase ("sgd", then "gd"), its params/opt_state, each phase's history and
@@ -197,12 +211,13 @@ def run(cfg: Config, ctx: runtime.Context) -> dict:
 
     if state["phase"] == "sgd":
         step = train.make_train_step(sgd_tx, cfg.method, spec=spec)
-        minibatch_log = _minibatch_log(cfg.log_every)
 
-        def summarize(metrics):
-            if state["sgd_path"] is None:  # epoch 1 (later epochs' paths are not kept)
+        def summarize(metrics):  # an SGD epoch's row; epoch 1's path is kept for the planes
+            if state["sgd_path"] is None:
                 state["sgd_path"] = np.concatenate([np.asarray(start)[None], metrics["path"]])
-            return minibatch_log(metrics)
+            costs = np.asarray(metrics["cost"], dtype=np.float64)
+            logged = costs[cfg.log_every - 1 :: cfg.log_every].tolist()
+            return {"step_cost": float(costs.mean()), "minibatch_cost": logged}
 
         arm(
             "sgd",
@@ -243,17 +258,10 @@ def run(cfg: Config, ctx: runtime.Context) -> dict:
                 evaluate=evaluate,
                 until=lambda row: row["train_time_s"] >= budget,
             ).history
-    paths = {
-        "sgd": np.stack(state["snapshots"]["sgd"]),
-        "gd": np.stack(state["snapshots"]["gd"]),
-        "sgd_first_epoch": state["sgd_path"],
-    }
-    with ctx.phase("compile"):
-        planes_fn = trajectory.compile_planes(
-            params0, x, labels, spec, {k: len(v) for k, v in paths.items()}
+    with compile_time.phase(ctx, "trajectory"):
+        results["trajectory"] = trajectory.planes(
+            params0, x, labels, spec, state["snapshots"], state["sgd_path"], cfg.path_every
         )
-    with ctx.phase("trajectory"):
-        results["trajectory"] = trajectory.planes(planes_fn, paths, cfg.path_every)
     if cfg.to_target:
         # Checkpoints 2E + 1..4 after each of its phases; a resume reruns only the one cut off.
         def save(i, done):
@@ -271,17 +279,6 @@ def run(cfg: Config, ctx: runtime.Context) -> dict:
             cfg, ctx, data, params0, key_sgd, steps, state.get("to_target", {}), save
         )
     return results
-
-
-def _minibatch_log(every: int):
-    def summarize(metrics) -> dict:
-        costs = np.asarray(metrics["cost"], dtype=np.float64)
-        return {
-            "step_cost": float(costs.mean()),
-            "minibatch_cost": costs[every - 1 :: every].tolist(),
-        }
-
-    return summarize
 
 
 EXPERIMENT = runtime.Experiment(

@@ -22,7 +22,8 @@ PATHS = ("sgd", "gd", "sgd_first_epoch")
 def _views(paths, xs, ys, *, unravel, spec):
     from bpjax import landscape
 
-    # NaN/inf points are zeroed before the SVD (LAPACK on them is undefined); the flag tells.
+    # NaN/inf points are zeroed before the eigendecomposition (LAPACK on them is undefined);
+    # the flag tells.
     finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(p)) for p in paths.values()]))
     paths = {k: jnp.where(finite, p, 0) for k, p in paths.items()}
     grid_cost = functools.partial(landscape.network_cost_on_grid, unravel, xs, ys, spec=spec)
@@ -35,37 +36,30 @@ def _views(paths, xs, ys, *, unravel, spec):
     return views, finite
 
 
-def compile_planes(params, x, labels, spec, counts: dict[str, int]):
-    """``planes_fn(paths) -> (views, finite)``, compiled ahead of time for ``paths`` {"sgd",
-    "gd", "sgd_first_epoch": (count, P) flattened snapshots}; ``params`` gives the structure.
-    The cost surface is on the first ``GRID_EXAMPLES`` rows of ``x`` (N, n_in), ``labels``."""
+def planes(params, x, labels, spec, snapshots: dict, first_epoch, every: int) -> dict:
+    """The whole run on the PCA plane of both paths, and a close-up of the start on the plane of
+    GD's path and SGD's first epoch (on the whole run's plane SGD's drift hides its wobble).
+
+    ``snapshots``: {"sgd", "gd": lists of flat (P,) params, one per epoch and the start};
+    ``first_epoch`` (1 + steps // every, P); ``params`` gives their structure. The cost
+    surface is the cost on the first ``GRID_EXAMPLES`` rows of ``x`` (N, n_in), ``labels``.
+    ``{"omitted": reason}`` when the points are not finite (a diverging run).
+    """
     import bpjax
     from bpjax.data.pixels import as_inputs, input_dtype, slice_rows
 
-    flat, unravel = ravel_pytree(params)
+    paths = {"sgd_first_epoch": first_epoch, **{k: np.stack(v) for k, v in snapshots.items()}}
+    unravel = ravel_pytree(params)[1]
     n_grid = min(GRID_EXAMPLES, labels.shape[0])
     xs = as_inputs(slice_rows(x, 0, n_grid), input_dtype(params, x))
     ys = bpjax.one_hot(labels[:n_grid], dtype=xs.dtype)
-    shapes = {k: jax.ShapeDtypeStruct((counts[k], flat.size), flat.dtype) for k in PATHS}
-    fn = jax.jit(functools.partial(_views, unravel=unravel, spec=spec))
-    compiled = fn.lower(shapes, xs, ys).compile()
-
-    def planes_fn(paths):
-        return compiled({k: paths[k] for k in PATHS}, xs, ys)
-
-    planes_fn.grid_examples = n_grid
-    return planes_fn
-
-
-def planes(planes_fn, paths: dict, every: int) -> dict:
-    """The whole run on the PCA plane of both paths, and a close-up of the start on the plane of
-    GD's path and SGD's first epoch (on the whole run's plane SGD's drift hides its wobble).
-    ``{"omitted": reason}`` when the points are not finite (a diverging run)."""
-    views, finite = planes_fn(paths)
+    views, finite = jax.jit(functools.partial(_views, unravel=unravel, spec=spec))(
+        {k: paths[k] for k in PATHS}, xs, ys
+    )
     if not bool(finite):
         return {"omitted": "the parameter paths hold NaN/inf values"}
     out = jax.tree.map(lambda a: np.asarray(a, dtype=np.float64), views)
     for name, v in out.items():
         if not all(np.isfinite(c).all() for c in v["coords"].values()):
             return {"omitted": f"the {name} plane's coordinates overflow (parameters too large)"}
-    return {**out, "path_every": every, "grid_cost_examples": planes_fn.grid_examples}
+    return {**out, "path_every": every, "grid_cost_examples": n_grid}
