@@ -19,11 +19,15 @@ GRID_EXAMPLES = 2_000  # the cost surface is the cost on the first this-many tra
 PATHS = ("sgd", "gd", "sgd_first_epoch")
 
 
-def _views(paths, xs, ys, *, unravel, spec):
+def _views(paths, x, labels, *, unravel, spec, n_grid, dtype):
+    import bpjax
     from bpjax import landscape
+    from bpjax.data.pixels import as_inputs, slice_rows
 
-    # NaN/inf points are zeroed before the eigendecomposition (LAPACK on them is undefined);
-    # the flag tells.
+    xs = as_inputs(slice_rows(x, 0, n_grid), dtype)
+    ys = bpjax.one_hot(labels[:n_grid], dtype=dtype)
+    # Non-finite points are zeroed before the eigendecomposition (LAPACK's result on them is
+    # undefined); the flag says so.
     finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(p)) for p in paths.values()]))
     paths = {k: jnp.where(finite, p, 0) for k, p in paths.items()}
     grid_cost = functools.partial(landscape.network_cost_on_grid, unravel, xs, ys, spec=spec)
@@ -45,17 +49,13 @@ def planes(params, x, labels, spec, snapshots: dict, first_epoch, every: int) ->
     surface is the cost on the first ``GRID_EXAMPLES`` rows of ``x`` (N, n_in), ``labels``.
     ``{"omitted": reason}`` when the points are not finite (a diverging run).
     """
-    import bpjax
-    from bpjax.data.pixels import as_inputs, input_dtype, slice_rows
-
     paths = {"sgd_first_epoch": first_epoch, **{k: np.stack(v) for k, v in snapshots.items()}}
-    unravel = ravel_pytree(params)[1]
     n_grid = min(GRID_EXAMPLES, labels.shape[0])
-    xs = as_inputs(slice_rows(x, 0, n_grid), input_dtype(params, x))
-    ys = bpjax.one_hot(labels[:n_grid], dtype=xs.dtype)
-    views, finite = jax.jit(functools.partial(_views, unravel=unravel, spec=spec))(
-        {k: paths[k] for k in PATHS}, xs, ys
-    )
+    from bpjax.data.pixels import input_dtype
+
+    unravel, dtype = ravel_pytree(params)[1], input_dtype(params, x)
+    program = functools.partial(_views, unravel=unravel, spec=spec, n_grid=n_grid, dtype=dtype)
+    views, finite = jax.jit(program)({k: paths[k] for k in PATHS}, x, labels)
     if not bool(finite):
         return {"omitted": "the parameter paths hold NaN/inf values"}
     out = jax.tree.map(lambda a: np.asarray(a, dtype=np.float64), views)
