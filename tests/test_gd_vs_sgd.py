@@ -139,6 +139,8 @@ def test_killed_in_the_gd_phase_and_resumed_is_bit_identical(tmp_path):
     wait_for(proc, "paused at 3")
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    proc.stdout.close()  # the pipes, left open, would warn
+    proc.stderr.close()
     resumed = gd_vs_sgd.main(["--resume", str(tmp_path / "killed")])
     strip = ("train_time_s",)
     for name in ("sgd", "gd"):
@@ -324,6 +326,8 @@ def test_killed_in_the_to_target_phase_and_resumed_reruns_only_the_cut_phase(tmp
     wait_for(proc, "paused at 7", timeout=900)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    proc.stdout.close()  # the pipes, left open, would warn
+    proc.stderr.close()
     resumed = gd_vs_sgd.main(["--resume", str(tmp_path / "killed")])
     a, b = whole["to_target"], resumed["to_target"]
     for phase in ("select_sgd", "select_gd"):
