@@ -83,9 +83,9 @@ def network_cost_on_grid(
 
     ``xs`` (B, n_in), ``ys`` (B, n_out); returns (len(vs), len(us)). ``z^1 = w^1 x + b^1`` is
     linear in the parameters, so on the plane ``z^1(u, v) = z^1(origin) + u z^1(axes[0]) +
-    v z^1(axes[1])``: three products with ``xs`` instead of one per grid point (for MNIST, 784
-    of the network's 784 + 16 + 16 multiplies per example). Equal to ``cost_on_grid`` up to
-    float rounding.
+    v z^1(axes[1])``: three products with ``xs`` instead of one per grid point (the first layer
+    is 12,544 of the 784-16-16-10 network's 12,960 multiplies per example). Equal to
+    ``cost_on_grid`` up to float rounding.
     """
 
     def first_z(theta):  # (B, n_1); linear in theta
