@@ -17,6 +17,14 @@ test cost and accuracy, examples processed, training seconds; SGD's mini-batch c
 ``--log-every`` steps; both parameter paths on their PCA plane with the cost surface there;
 per-phase seconds) and the figures drawn from it (``experiments/plots/gd_vs_sgd.py``):
 ``cost_vs_epoch.png``, ``cost_vs_time.png``, ``accuracy_vs_epoch.png``, ``trajectories.png``.
+SGD's first epoch on the trajectory figure (every ``--path-every`` steps) is recorded by the
+training epoch itself; the planes and their cost surfaces are one compiled program.
+
+The per-phase seconds (``results["timing_s"]``, printed at the end): ``data`` (reading MNIST),
+``setup`` (initial network, keys, data on device), ``compile`` (every program jax compiles,
+training, evaluation and trajectory ones and the small ones of eager ops alike), ``train``,
+``evaluation`` (training and test sets after every epoch), ``trajectory``, ``plots``. Each
+phase's own compiles are counted in ``compile``, not in the phase.
 
 ``--to-target`` (needs ``--validation``; it is an error without) then runs the fair comparison
 (``experiments/runtime/compute_to_target.py``) from the same initial network: SGD's peak rate
@@ -37,10 +45,11 @@ import dataclasses
 import jax
 import numpy as np
 import optax
+from jax.flatten_util import ravel_pytree
 
 from experiments import runtime
 from experiments.plots import gd_vs_sgd as plots
-from experiments.runtime import compute_to_target, evaluation, options, trajectory
+from experiments.runtime import compile_time, compute_to_target, evaluation, options, trajectory
 from experiments.runtime.cli import flag
 
 
@@ -52,6 +61,12 @@ class Config(
     runtime.TrainingOptions,
     runtime.RunOptions,
 ):
+    checkpoint_every: int = flag(
+        30,
+        "checkpoint every k epochs (and at the end of each method's run); a checkpoint takes "
+        "about as long as two SGD epochs here",
+        resumable=True,
+    )
     gd_lr: float = flag(3.0, "full-batch gradient descent's learning rate (constant)")
     equal_time: bool = flag(
         False, "after the equal-epoch runs, GD steps on until it used SGD's training time"
@@ -98,41 +113,53 @@ QUICK = {"epochs": 3, "log_every": 20, "gd_budget": 60}
 
 def run(cfg: Config, ctx: runtime.Context) -> dict:
     import bpjax
-    from bpjax import checkpoint, train
+    from bpjax import landscape, train
     from bpjax.fit import fit, mean_cost
     from bpjax.optimizers import with_l2
 
     spec = cfg.spec()
-    data = evaluation.device_data(ctx.data)
-    x, labels = data["train"]
-    n = labels.shape[0]
-    steps = n // cfg.batch_size
-    key_init, key_sgd = jax.random.split(jax.random.key(cfg.seed))
-    params0 = bpjax.init_params(key_init, cfg.sizes, init=cfg.init)
-    sgd_tx = cfg.make_optimizer(total_steps=cfg.epochs * steps)
-    gd_tx = with_l2(optax.sgd(cfg.gd_lr), cfg.weight_decay)
-    epoch_keys = jax.random.split(key_sgd, cfg.epochs)
-    evaluate = evaluation.make_evaluator(data, spec, ("train", "test"))
+    with compile_time.phase(ctx, "setup"):
+        data = evaluation.device_data(ctx.data)
+        x, labels = data["train"]
+        n = labels.shape[0]
+        steps = n // cfg.batch_size
+        key_init, key_sgd = jax.random.split(jax.random.key(cfg.seed))
+        params0 = bpjax.init_params(key_init, cfg.sizes, init=cfg.init)
+        sgd_tx = cfg.make_optimizer(total_steps=cfg.epochs * steps)
+        gd_tx = with_l2(optax.sgd(cfg.gd_lr), cfg.weight_decay)
+        epoch_keys = jax.random.split(key_sgd, cfg.epochs)
+        epoch_keys[0]  # compiles the indexing here, not in the first epoch's time
+        flat = jax.jit(lambda p: ravel_pytree(p)[0])  # snapshots are kept flat: (P,)
+        start = flat(params0)
+        evaluate = evaluation.make_evaluator(data, spec, ("train", "test"))
+        evaluate.compile(params0)
 
-    # The run state: a phase ("sgd", then "gd"), its params/opt_state, and each phase's history
-    # and per-epoch params snapshots (for the trajectory plane). Checkpoint step = SGD epochs
-    # done + GD steps done.
+    # The run state: a phase ("sgd", then "gd"), its params/opt_state, each phase's history and
+    # per-epoch flat snapshots, and SGD's first epoch every --path-every steps (recorded by the
+    # training epoch itself), for the trajectory planes. Checkpoint step = SGD epochs done +
+    # GD steps done.
     state = {
         "phase": "sgd",
         "epoch": 0,
         "params": params0,
         "opt_state": sgd_tx.init(params0),
         "history": {"sgd": [], "gd": []},
-        "snapshots": {"sgd": [params0], "gd": [params0]},
+        "snapshots": {"sgd": [start], "gd": [start]},
+        "sgd_path": None,
     }
+    path_rows = 1 + steps // cfg.path_every
 
     def like(record):
         tx = sgd_tx if record["phase"] == "sgd" else gd_tx
-        snaps = {
-            ph: checkpoint.stacked_like(params0, len(record["history"][ph]) + 1)
-            for ph in ("sgd", "gd")
+        rows = {ph: len(record["history"][ph]) + 1 for ph in ("sgd", "gd")}
+        return {
+            "params": params0,
+            "opt_state": tx.init(params0),
+            "snapshots": {
+                ph: jax.ShapeDtypeStruct((r, start.size), start.dtype) for ph, r in rows.items()
+            },
+            "sgd_path": jax.ShapeDtypeStruct((path_rows, start.size), start.dtype),
         }
-        return {"params": params0, "opt_state": tx.init(params0), "snapshots": snaps}
 
     restored = ctx.restore(like)
     if restored is not None:
@@ -144,19 +171,20 @@ def run(cfg: Config, ctx: runtime.Context) -> dict:
             "to_target": record.get("to_target", {}),
             "params": arrays["params"],
             "opt_state": arrays["opt_state"],
-            "snapshots": {ph: checkpoint.unstack(s) for ph, s in arrays["snapshots"].items()},
+            "snapshots": {ph: list(s) for ph, s in arrays["snapshots"].items()},
+            "sgd_path": arrays["sgd_path"],
         }
 
     def state_of(phase, epoch, p, s, rows):
         history = {**state["history"], phase: list(rows)}
-        snaps = {ph: checkpoint.stack(state["snapshots"][ph]) for ph in ("sgd", "gd")}
+        snaps = {ph: np.stack(state["snapshots"][ph]) for ph in ("sgd", "gd")}
         return (
-            {"params": p, "opt_state": s, "snapshots": snaps},
+            {"params": p, "opt_state": s, "snapshots": snaps, "sgd_path": state["sgd_path"]},
             {"phase": phase, "epoch": epoch, "history": history},
         )
 
     def keep_snapshot(phase):
-        return lambda epoch, p, s, rows: state["snapshots"][phase].append(p)
+        return lambda epoch, p, s, rows: state["snapshots"][phase].append(flat(p))
 
     def arm(phase, epoch_fn, tx, epoch_args, summarize, offset, examples_per_epoch, lr_flag):
         resumed = state["phase"] == phase
@@ -183,12 +211,20 @@ def run(cfg: Config, ctx: runtime.Context) -> dict:
 
     if state["phase"] == "sgd":
         step = train.make_train_step(sgd_tx, cfg.method, spec=spec)
+
+        def summarize(metrics):  # an SGD epoch's row; epoch 1's path is kept for the planes
+            if state["sgd_path"] is None:
+                state["sgd_path"] = np.concatenate([np.asarray(start)[None], metrics["path"]])
+            costs = np.asarray(metrics["cost"], dtype=np.float64)
+            logged = costs[cfg.log_every - 1 :: cfg.log_every].tolist()
+            return {"step_cost": float(costs.mean()), "minibatch_cost": logged}
+
         arm(
             "sgd",
-            train.make_sgd_epoch(step, cfg.batch_size),
+            landscape.make_sgd_epoch_with_path(step, cfg.batch_size, cfg.path_every),
             sgd_tx,
             lambda e: (x, labels, epoch_keys[e]),
-            _minibatch_log(cfg.log_every),
+            summarize,
             0,
             steps * cfg.batch_size,
             "--lr",
@@ -199,7 +235,7 @@ def run(cfg: Config, ctx: runtime.Context) -> dict:
             epoch=0,
             params=params0,
             opt_state=gd_tx.init(params0),
-            snapshots={**state["snapshots"], "gd": [params0]},
+            snapshots={**state["snapshots"], "gd": [start]},
         )
     gd_step = train.make_full_batch_step(gd_tx, cfg.method, spec=spec)
     if state["phase"] != "to_target":
@@ -222,25 +258,9 @@ def run(cfg: Config, ctx: runtime.Context) -> dict:
                 evaluate=evaluate,
                 until=lambda row: row["train_time_s"] >= budget,
             ).history
-    with ctx.phase("trajectory"):
-        path = trajectory.first_epoch_path(
-            train.make_train_step(sgd_tx, cfg.method, spec=spec),
-            params0,
-            sgd_tx.init(params0),
-            x,
-            labels,
-            epoch_keys[0],
-            cfg.batch_size,
-            cfg.path_every,
-        )
+    with compile_time.phase(ctx, "trajectory"):
         results["trajectory"] = trajectory.planes(
-            state["snapshots"]["sgd"],
-            state["snapshots"]["gd"],
-            path,
-            x,
-            labels,
-            spec,
-            cfg.path_every,
+            params0, x, labels, spec, state["snapshots"], state["sgd_path"], cfg.path_every
         )
     if cfg.to_target:
         # Checkpoints 2E + 1..4 after each of its phases; a resume reruns only the one cut off.
@@ -259,17 +279,6 @@ def run(cfg: Config, ctx: runtime.Context) -> dict:
             cfg, ctx, data, params0, key_sgd, steps, state.get("to_target", {}), save
         )
     return results
-
-
-def _minibatch_log(every: int):
-    def summarize(metrics) -> dict:
-        costs = np.asarray(metrics["cost"], dtype=np.float64)
-        return {
-            "step_cost": float(costs.mean()),
-            "minibatch_cost": costs[every - 1 :: every].tolist(),
-        }
-
-    return summarize
 
 
 EXPERIMENT = runtime.Experiment(

@@ -48,7 +48,7 @@ def test_quick_run_writes_every_file_with_the_expected_keys(two_runs):
     assert len(history["sgd"][0]["minibatch_cost"]) == 40 // 20
     # SGD takes 40 steps an epoch, GD one: after two epochs SGD is far ahead
     assert history["sgd"][-1]["train_cost"] < history["gd"][-1]["train_cost"]
-    for phase in ("data", "compile", "train", "evaluation", "trajectory", "plots"):
+    for phase in ("data", "setup", "compile", "train", "evaluation", "trajectory", "plots"):
         assert results["timing_s"][phase] > 0, phase
     traj = results["trajectory"]
     assert len(traj["whole"]["coords"]["sgd"]) == 3 and len(traj["whole"]["cost"]) == 21
@@ -57,8 +57,8 @@ def test_quick_run_writes_every_file_with_the_expected_keys(two_runs):
 
 
 def test_the_first_epoch_path_ends_where_sgds_first_epoch_ends(two_runs):
-    """The path scan runs the same steps on the same batches as the training epoch: projected
-    on the whole run's plane, its last point is SGD's epoch-1 snapshot."""
+    """The path is recorded by the training epoch itself: projected on the whole run's plane,
+    its last point (after all 40 steps) is SGD's epoch-1 snapshot."""
     (run_dir, _), _ = two_runs
     coords = json.loads((run_dir / "results.json").read_text())["trajectory"]["whole"]["coords"]
     np.testing.assert_allclose(coords["sgd_first_epoch"][-1], coords["sgd"][1], atol=1e-4)
@@ -139,15 +139,19 @@ def test_killed_in_the_gd_phase_and_resumed_is_bit_identical(tmp_path):
     wait_for(proc, "paused at 3")
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    proc.stdout.close()  # the pipes, left open, would warn
+    proc.stderr.close()
     resumed = gd_vs_sgd.main(["--resume", str(tmp_path / "killed")])
     strip = ("train_time_s",)
     for name in ("sgd", "gd"):
         assert [{k: v for k, v in r.items() if k not in strip} for r in whole["history"][name]] == [
             {k: v for k, v in r.items() if k not in strip} for r in resumed["history"][name]
         ]
-    np.testing.assert_array_equal(
-        resumed["trajectory"]["whole"]["coords"]["gd"], whole["trajectory"]["whole"]["coords"]["gd"]
-    )
+    for name in ("gd", "sgd_first_epoch"):  # the first-epoch path comes from the checkpoint
+        np.testing.assert_array_equal(
+            resumed["trajectory"]["whole"]["coords"][name],
+            whole["trajectory"]["whole"]["coords"][name],
+        )
 
 
 @pytest.mark.slow
@@ -178,6 +182,46 @@ def test_a_diverging_gd_phase_exits_3_keeping_its_last_good_checkpoint(tmp_path)
     assert "GD diverged in epoch 3" in last and "--gd-lr 3.0" in last and "Traceback" not in err
     assert "checkpoint 10" in last and (out / "checkpoints" / "10").is_dir()
     assert not (out / "results.json").exists()
+
+
+@pytest.mark.parametrize("splits", [("test",), ("train", "validation", "test")])
+def test_the_evaluator_gives_each_splits_own_numbers_bit_for_bit(key, splits):
+    """One program for every split: the numbers of bpjax.train.evaluate on each split alone."""
+    import bpjax
+    from bpjax import train
+    from bpjax.data import load_mnist
+    from experiments.runtime import evaluation
+
+    data = evaluation.device_data(load_mnist(source="mnist5k", validation=500, verbose=False))
+    params = bpjax.init_params(key, (784, 16, 16, 10))
+    spec = bpjax.Spec()
+    evaluate = evaluation.make_evaluator(data, spec, splits)
+    assert evaluate.compile(params) >= 0
+    row = evaluate(params)
+    alone = train.make_evaluate(spec=spec)
+    assert set(row) == {f"{s}_{m}" for s in splits for m in ("cost", "accuracy")}
+    for split in splits:
+        m = alone(params, *data[split])
+        assert row[f"{split}_cost"] == float(m["cost"])
+        assert row[f"{split}_accuracy"] == float(m["accuracy"])
+
+
+def test_compiles_inside_a_phase_are_counted_as_compile_not_in_the_phase(tmp_path):
+    import jax
+    import jax.numpy as jnp
+
+    from experiments.runtime import compile_time
+    from experiments.runtime.context import Context
+
+    ctx = Context(None, None, tmp_path, None, False)
+    fn = jax.jit(lambda a: jnp.sin(a) * 3.0 + 1.0)  # a new program: compiled in the first phase
+    for name in ("first", "again"):
+        with compile_time.phase(ctx, name):
+            fn(jnp.ones(5)).block_until_ready()
+        if name == "first":
+            compiled = ctx.timing["compile"]
+    assert compiled > 0 and ctx.timing["compile"] == compiled  # the second call compiled nothing
+    assert ctx.timing["first"] >= 0 and ctx.timing["again"] > 0
 
 
 @pytest.mark.parametrize("total, cap", [(1, 1), (7, 2), (100, 16), (1000, 64), (5, 100)])
@@ -282,6 +326,8 @@ def test_killed_in_the_to_target_phase_and_resumed_reruns_only_the_cut_phase(tmp
     wait_for(proc, "paused at 7", timeout=900)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    proc.stdout.close()  # the pipes, left open, would warn
+    proc.stderr.close()
     resumed = gd_vs_sgd.main(["--resume", str(tmp_path / "killed")])
     a, b = whole["to_target"], resumed["to_target"]
     for phase in ("select_sgd", "select_gd"):

@@ -1,4 +1,7 @@
-"""bpjax.landscape: the PCA plane, projections, the cost grid, plane_view and sgd_path."""
+"""bpjax.landscape: the PCA plane, projections, the cost grids, plane_view, sgd_path and the
+SGD epoch that records its path."""
+
+import functools
 
 import chex
 import jax
@@ -10,6 +13,7 @@ from jax.flatten_util import ravel_pytree
 
 import bpjax
 from bpjax import landscape, train
+from bpjax.data import epoch_batches
 from tests.helpers import random_problem
 
 pytestmark = pytest.mark.usefixtures("strict_dtypes")
@@ -72,6 +76,26 @@ def test_pca_plane_needs_three_snapshots():
         landscape.pca_plane(jnp.zeros((2, P)))
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_pca_axes_point_away_from_the_first_point(x64, seed):
+    points = jax.random.normal(jax.random.key(seed), (7, P), dtype=jnp.float64)
+    plane = landscape.pca_plane(points)
+    assert np.all(np.asarray(landscape.project(plane, points[:1])) <= 0)
+    # The flip is the only freedom: the reversed path gives the same plane up to sign.
+    other = landscape.pca_plane(points[::-1])
+    np.testing.assert_allclose(np.abs(np.sum(plane.axes * other.axes, axis=1)), 1.0, rtol=1e-10)
+
+
+def test_points_on_a_line_give_a_zero_second_axis_not_nan(x64, key):
+    direction = jax.random.normal(key, (P,), dtype=jnp.float64)
+    points = jnp.linspace(-1.0, 2.0, 5)[:, None] * direction[None]
+    plane = landscape.pca_plane(points)
+    assert np.all(np.isfinite(np.asarray(plane.axes)))
+    np.testing.assert_allclose(plane.explained, [1.0, 0.0], atol=1e-12)
+    np.testing.assert_allclose(np.abs(plane.axes[0] @ direction), np.linalg.norm(direction))
+    np.testing.assert_allclose(plane.axes[1], 0.0, atol=1e-6)
+
+
 def test_flatten_snapshots_round_trips_the_params(key):
     snaps = [bpjax.init_params(k, (4, 3, 2)) for k in jax.random.split(key, 3)]
     rows, unravel = landscape.flatten_snapshots(snaps)
@@ -112,6 +136,31 @@ def test_cost_on_grid_equals_a_direct_loop(x64, key):
     np.testing.assert_allclose(grid, np.array(expected), rtol=1e-12)
 
 
+@pytest.mark.parametrize(
+    "sizes, spec",
+    [
+        ((6, 3), bpjax.Spec()),
+        ((6, 4, 3), bpjax.Spec()),
+        ((6, 5, 4, 3), bpjax.Spec("tanh", "identity", "quadratic_half")),
+        ((6, 4, 3), bpjax.Spec("relu", "softmax", "log_likelihood")),
+    ],
+)
+def test_network_cost_on_grid_equals_the_cost_at_each_grid_point(x64, key, sizes, spec):
+    params, xs, ys = random_problem(3, sizes, batch=9, dtype=jnp.float64)
+    snaps = [
+        jax.tree.map(lambda p, k=k: p + 0.5 * jax.random.normal(k, p.shape, p.dtype), params)
+        for k in jax.random.split(key, 5)
+    ]
+    rows, unravel = landscape.flatten_snapshots(snaps)
+    plane = landscape.pca_plane(rows)
+    us, vs = jnp.linspace(-2.0, 3.0, 4), jnp.linspace(-1.0, 1.0, 3)
+    fast = jax.jit(functools.partial(landscape.network_cost_on_grid, unravel, xs, ys, spec=spec))
+    cost_fn = lambda p: bpjax.cost(p, xs, ys, spec=spec)  # noqa: E731
+    direct = landscape.cost_on_grid(cost_fn, unravel, plane, us, vs)
+    chex.assert_shape(fast(plane, us, vs), (3, 4))
+    np.testing.assert_allclose(fast(plane, us, vs), direct, rtol=1e-12)
+
+
 def test_plane_view_is_the_plane_of_all_paths_and_its_cost_grid(x64, key):
     params, xs, ys = random_problem(1, (5, 4, 3), batch=8, dtype=jnp.float64)
     _, unravel = landscape.flatten_snapshots([params])
@@ -123,7 +172,8 @@ def test_plane_view_is_the_plane_of_all_paths_and_its_cost_grid(x64, key):
     }
     cost_fn = lambda p: bpjax.cost(p, xs, ys)  # noqa: E731
     n = 5
-    view = jax.jit(landscape.plane_view, static_argnums=(0, 2, 3))(cost_fn, paths, unravel, n)
+    grid_cost = functools.partial(landscape.cost_on_grid, cost_fn, unravel)
+    view = jax.jit(landscape.plane_view, static_argnums=(0, 2))(grid_cost, paths, n)
     plane = landscape.pca_plane(jnp.concatenate([paths["a"], paths["b"]]))
     for name, pts in paths.items():
         np.testing.assert_allclose(
@@ -155,3 +205,40 @@ def test_sgd_path_equals_running_the_steps_one_by_one(x64, key, steps, every):
             expected.append(flat(p))
     chex.assert_shape(path, (1 + steps // every, flat(params).size))
     np.testing.assert_allclose(path, jnp.stack(expected), rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("n, batch_size, every", [(40, 4, 3), (24, 4, 7)])  # 10 steps; 6, none
+def test_the_epoch_with_a_path_is_the_plain_epoch_plus_sgd_path(key, n, batch_size, every):
+    """Training through it gives the plain epoch's params, state and metrics bit for bit (in
+    float32, the precision the experiments train in), and its path is ``sgd_path`` on the
+    epoch's batches without the start."""
+    params, xs, ys = random_problem(4, (6, 5, 10), batch=n)  # sgd_epoch: 10 classes
+    labels = jnp.argmax(ys, axis=-1)
+    opt = optax.sgd(0.5, momentum=0.9)  # a state that changes with every step
+    step = train.make_train_step(opt)
+    plain = train.make_sgd_epoch(step, batch_size)(params, opt.init(params), xs, labels, key)
+    p, s, metrics = landscape.make_sgd_epoch_with_path(step, batch_size, every)(
+        params, opt.init(params), xs, labels, key
+    )
+    chex.assert_trees_all_equal((p, s), plain[:2])
+    chex.assert_trees_all_equal({k: v for k, v in metrics.items() if k != "path"}, plain[2])
+    batches = epoch_batches(key, n, batch_size)
+    expected = landscape.sgd_path(
+        step, params, opt.init(params), batches, lambda idx: (xs[idx], ys[idx]), every
+    )
+    chex.assert_shape(metrics["path"], ((n // batch_size) // every, expected.shape[1]))
+    np.testing.assert_allclose(metrics["path"], expected[1:], rtol=1e-6, atol=1e-6)
+
+
+def test_a_recording_step_stops_when_its_path_is_full(key):
+    params, xs, ys = random_problem(5, (4, 3), batch=2)
+    opt = optax.sgd(0.1)
+    step = landscape.record_every(train.make_train_step(opt), 2)
+    state = (opt.init(params), jnp.zeros((), jnp.int32), jnp.zeros((2, 15), jnp.float32))
+    rows = []
+    for _ in range(7):  # snapshots after steps 2, 4 and 6: the third finds the path full
+        params, state, _ = jax.jit(step)(params, state, xs, ys)
+        rows.append(ravel_pytree(params)[0])
+    assert int(state[1]) == 7
+    chex.assert_trees_all_equal(state[2], jnp.stack([rows[1], rows[3]]))
