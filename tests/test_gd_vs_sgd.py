@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from experiments import gd_vs_sgd
+from tests.helpers import tiered
 
 ARGS = ["--quick", "--source", "mnist5k", "--epochs", "2", "--path-every", "20"]
 
@@ -17,6 +18,7 @@ def two_runs(tmp_path_factory):
     return dirs, results
 
 
+@pytest.mark.slow  # the experiment end to end
 def test_quick_run_writes_every_file_with_the_expected_keys(two_runs):
     (run_dir, _), _ = two_runs
     for name in (
@@ -56,6 +58,7 @@ def test_quick_run_writes_every_file_with_the_expected_keys(two_runs):
     assert len(traj["start"]["coords"]["sgd_first_epoch"]) == 1 + 40 // 20
 
 
+@pytest.mark.slow  # the experiment end to end
 def test_the_first_epoch_path_ends_where_sgds_first_epoch_ends(two_runs):
     """The path is recorded by the training epoch itself: projected on the whole run's plane,
     its last point (after all 40 steps) is SGD's epoch-1 snapshot."""
@@ -65,6 +68,7 @@ def test_the_first_epoch_path_ends_where_sgds_first_epoch_ends(two_runs):
     np.testing.assert_allclose(coords["sgd_first_epoch"][0], coords["sgd"][0], atol=1e-6)
 
 
+@pytest.mark.slow  # the experiment end to end
 def test_same_seed_gives_identical_results(two_runs):
     _, (a, b) = two_runs
     strip = ("train_time_s",)
@@ -94,6 +98,7 @@ def test_bad_flags_exit_2_with_a_message(capsys, args, message):
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.slow  # the experiment end to end
 def test_an_existing_output_directory_is_not_overwritten(two_runs, capsys):
     (run_dir, _), _ = two_runs
     with pytest.raises(SystemExit):
@@ -101,6 +106,7 @@ def test_an_existing_output_directory_is_not_overwritten(two_runs, capsys):
     assert "not empty" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # the experiment end to end
 def test_equal_time_gives_gd_sgds_training_time(tmp_path):
     results = gd_vs_sgd.main([*ARGS, "--equal-time", "--out", str(tmp_path / "run")])
     budget = results["history"]["sgd"][-1]["train_time_s"]
@@ -184,7 +190,10 @@ def test_a_diverging_gd_phase_exits_3_keeping_its_last_good_checkpoint(tmp_path)
     assert not (out / "results.json").exists()
 
 
-@pytest.mark.parametrize("splits", [("test",), ("train", "validation", "test")])
+@pytest.mark.parametrize(
+    "splits",
+    tiered([("test",), ("train", "validation", "test")], [("train", "validation", "test")]),
+)
 def test_the_evaluator_gives_each_splits_own_numbers_bit_for_bit(key, splits):
     """One program for every split: the numbers of bpjax.train.evaluate on each split alone."""
     import bpjax
@@ -206,6 +215,7 @@ def test_the_evaluator_gives_each_splits_own_numbers_bit_for_bit(key, splits):
         assert row[f"{split}_accuracy"] == float(m["accuracy"])
 
 
+@pytest.mark.slow  # the experiment end to end
 def test_compiles_inside_a_phase_are_counted_as_compile_not_in_the_phase(tmp_path):
     import jax
     import jax.numpy as jnp

@@ -14,7 +14,7 @@ from jax.flatten_util import ravel_pytree
 import bpjax
 from bpjax import landscape, train
 from bpjax.data import epoch_batches
-from tests.helpers import random_problem
+from tests.helpers import random_problem, tiered
 
 pytestmark = pytest.mark.usefixtures("strict_dtypes")
 
@@ -76,7 +76,7 @@ def test_pca_plane_needs_three_snapshots():
         landscape.pca_plane(jnp.zeros((2, P)))
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+@pytest.mark.parametrize("seed", tiered([0, 1, 2, 3], [0]))
 def test_pca_axes_point_away_from_the_first_point(x64, seed):
     points = jax.random.normal(jax.random.key(seed), (7, P), dtype=jnp.float64)
     plane = landscape.pca_plane(points)
@@ -187,7 +187,7 @@ def test_plane_view_is_the_plane_of_all_paths_and_its_cost_grid(x64, key):
     np.testing.assert_allclose(view["cost"], expected, rtol=1e-10)
 
 
-@pytest.mark.parametrize("steps, every", [(6, 2), (7, 3), (4, 4)])
+@pytest.mark.parametrize("steps, every", tiered([(6, 2), (7, 3), (4, 4)], [(7, 3)], several=True))
 def test_sgd_path_equals_running_the_steps_one_by_one(x64, key, steps, every):
     params, xs, ys = random_problem(2, (6, 5, 3), batch=20, dtype=jnp.float64)
     opt = optax.sgd(0.5)
