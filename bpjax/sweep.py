@@ -17,12 +17,13 @@ is gathered once and shared, and the first layer's R products are one matrix pro
 ``order_key`` of shape (R,) -> each run has its own order. Epoch e shuffles with
 ``fold_in(order_key, e)``.
 
-How a step is computed: for bpjax's own network with ``method="autodiff"``, ``runs_costs``
-writes the forward pass of all R runs at once, column-wise (``z = w a + b`` with ``a`` of shape
-(n_in, B) per run), and ``jax.grad`` of the sum of the runs' mean costs gives every run its own
-gradient (a run's cost depends on its own params only). Any other model (``apply_fn``) or
-``method`` trains ``bpjax.train``'s step ``vmap``-ped over the runs. Both give each run the numbers
-of ``train_sequential`` up to float rounding. See docs/performance.md for the measurements.
+How a step is computed: with one batch order, bpjax's own network and ``method="autodiff"``,
+``runs_costs`` writes the forward pass of all R runs at once, column-wise (``z = w a + b`` with
+``a`` of shape (n_in, B) per run, the first layer one matrix product for all runs), and
+``jax.grad`` of the sum of the runs' mean costs gives every run its own gradient. Otherwise
+(``apply_fn``, another ``method``, one order per run) ``bpjax.train``'s step is ``vmap``-ped over
+the runs. Both give each run the numbers of ``train_sequential`` up to float rounding; the
+sweep pays off with one order, where the runs share each batch (see docs/performance.md).
 
 ``shard_runs=True`` splits the run axis over every device (a 1-D ``jax.sharding.Mesh``, axis
 ``"runs"``; ``runs_mesh``), data replicated: each device trains R / n_devices runs, with no
@@ -45,7 +46,7 @@ import optax
 from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from bpjax.checks import check_params
+from bpjax.checks import check_batch
 from bpjax.cost import one_hot
 from bpjax.data.batching import epoch_batches
 from bpjax.data.pixels import as_inputs, input_dtype, take_rows
@@ -163,7 +164,7 @@ _runs_matmul.defvjp(_runs_matmul_fwd, _runs_matmul_bwd)
 
 def runs_product(w: jax.Array, a: jax.Array) -> jax.Array:
     """``w a`` for every run: w (R, n_out, n_in); a (n_in, B), the same for every run, or
-    (R, n_in, B) -> (R, n_out, B).
+    (R, n_in, B), one a run -> (R, n_out, B).
 
     A shared ``a`` makes the R products one matrix product (R n_out, n_in) @ (n_in, B), and its
     weight gradient one (R n_out, B) @ (B, n_in): two large GEMMs instead of 2R small ones.
@@ -175,31 +176,28 @@ def runs_product(w: jax.Array, a: jax.Array) -> jax.Array:
 
 
 def runs_costs(params, xb: jax.Array, yb: jax.Array, *, spec: Spec = DEFAULT_SPEC) -> jax.Array:
-    """Every run's mean ``spec`` cost on its mini-batch, (R,), for bpjax's network.
+    """Every run's mean ``spec`` cost on one mini-batch shared by the runs, (R,), for bpjax's
+    network: layers ``{"w": (R, n_out, n_in), "b": (R, n_out)}``, ``xb`` (B, n_in), ``yb``
+    (B, n_out) one-hot.
 
-    ``params``: layers ``{"w": (R, n_out, n_in), "b": (R, n_out)}``. ``xb`` (B, n_in) and ``yb``
-    (B, n_out) one-hot, shared by the runs, or (R, B, n_in) and (R, B, n_out). Activations are
-    columns, as in the math (``z = w a + b``, ``a`` (R, n, B)), so a layer is one batched product.
+    Activations are columns, as in the math (``z = w a + b``, ``a`` (R, n, B)), so every layer is
+    one batched product and the first one a single matrix product (``runs_product``).
     """
-    check_params(
-        [
-            {k: jax.ShapeDtypeStruct(v.shape[1:], v.dtype) for k, v in layer.items()}
-            for layer in params
-        ]
-    )
-    a = xb.T if xb.ndim == 2 else jnp.swapaxes(xb, 1, 2)
+    one_run = [
+        {k: jax.ShapeDtypeStruct(v.shape[1:], v.dtype) for k, v in lay.items()} for lay in params
+    ]
+    check_batch(one_run, xb, yb)
+    a = xb.T
     for layer, act in zip(params, spec.layer_activations(len(params)), strict=True):
         z = runs_product(layer["w"], a) + layer["b"][:, :, None]
         # An activation with an f_prime is elementwise (bpjax.activations' contract): any layout.
-        a = (
-            act.f(z)
-            if act.f_prime is not None
-            else jnp.swapaxes(act.f(jnp.swapaxes(z, 1, 2)), 1, 2)
-        )
-    y = yb.T if yb.ndim == 2 else jnp.swapaxes(yb, 1, 2)
+        if act.f_prime is not None:
+            a = act.f(z)
+        else:  # it mixes the neurons of a column: neurons last, as its contract says
+            a = jnp.swapaxes(act.f(jnp.swapaxes(z, 1, 2)), 1, 2)
     per_example = jax.vmap(spec.cost_function.cost, in_axes=(1, 1, 1))  # over the B columns
-    per_run = jax.vmap(per_example, in_axes=(0, 0, 0 if y.ndim == 3 else None))
-    return jnp.mean(per_run(z, a, y), axis=1)
+    per_run = jax.vmap(per_example, in_axes=(0, 0, None))
+    return jnp.mean(per_run(z, a, yb.T), axis=1)
 
 
 def make_runs_step(
@@ -213,23 +211,24 @@ def make_runs_step(
 
     ``params``/``opt_state`` have a leading run axis; ``xb`` (B, n_in), ``yb`` (B, n_out) are one
     mini-batch for every run, or (R, B, n_in), (R, B, n_out) one per run; ``cost`` (R,) is each
-    run's mean cost before its update. bpjax's network with ``method="autodiff"``: ``jax.grad``
-    of ``runs_costs``; otherwise ``bpjax.train.make_train_step``'s step ``vmap``-ped over runs.
+    run's mean cost before its update. A shared batch, bpjax's network and ``method="autodiff"``:
+    ``jax.grad`` of the sum of ``runs_costs`` (run r's cost depends on run r's params only, so
+    its gradient is run r's). Otherwise ``bpjax.train.make_train_step``'s step, ``vmap``-ped.
     """
     unchecked = make_train_step(optimizer, method, apply_fn, spec=spec).unchecked
+
+    def vmapped(params, opt_state, xb, yb):
+        batch_axis = 0 if xb.ndim == 3 else None
+        step = jax.vmap(unchecked, in_axes=(0, 0, batch_axis, batch_axis))
+        params, opt_state, metrics = step(params, opt_state, xb, yb)
+        return params, opt_state, metrics["cost"]
+
     if apply_fn is not None or method != "autodiff":
-
-        def vmapped(params, opt_state, xb, yb):
-            batch_axis = 0 if xb.ndim == 3 else None
-            step = jax.vmap(unchecked, in_axes=(0, 0, batch_axis, batch_axis))
-            params, opt_state, metrics = step(params, opt_state, xb, yb)
-            return params, opt_state, metrics["cost"]
-
         return vmapped
 
     def total_cost(params, xb, yb):
         costs = runs_costs(params, xb, yb, spec=spec)
-        return jnp.sum(costs), costs  # d(sum)/d(run r's params) = d(run r's cost)/d(...)
+        return jnp.sum(costs), costs
 
     grad_fn = jax.grad(total_cost, has_aux=True)
 
@@ -237,12 +236,16 @@ def make_runs_step(
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state
 
-    def batched(params, opt_state, xb, yb):
+    def runs_step(params, opt_state, xb, yb):
+        # One batch a run shares no product between runs: the vmapped step is as fast there
+        # (the column form's batched first-layer products measured slower).
+        if xb.ndim == 3:
+            return vmapped(params, opt_state, xb, yb)
         grads, costs = grad_fn(params, xb, yb)
         params, opt_state = jax.vmap(update)(grads, opt_state, params)
         return params, opt_state, costs
 
-    return batched
+    return runs_step
 
 
 # --- One epoch of every run --------------------------------------------------------------------
