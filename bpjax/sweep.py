@@ -320,7 +320,28 @@ def check_runs_split(n_runs: int, mesh: Mesh) -> None:
         )
 
 
-def _split_over_runs(epoch, mesh: Mesh):
+class _Placed:
+    """``fn`` (jitted, lowered or compiled) called with its arguments placed by ``place`` first;
+    ``lower(...).compile()`` keeps placing them, as ``bpjax.fit``'s ahead-of-time compile needs.
+    """
+
+    def __init__(self, fn, place):
+        self.fn, self.place = fn, place
+
+    def __call__(self, *args):
+        return self.fn(*self.place(*args))
+
+    def lower(self, *args):
+        return _Placed(self.fn.lower(*self.place(*args)), self.place)
+
+    def compile(self):
+        return _Placed(self.fn.compile(), self.place)
+
+    def as_text(self) -> str:
+        return self.fn.as_text()
+
+
+def _split_over_runs(epoch, mesh: Mesh) -> _Placed:
     """``epoch`` with its run axis split over ``mesh``: params, opt_state and a (R,) key by
     runs, the data and evaluation sets whole on every device. Each device runs ``epoch`` on its
     own runs; nothing is communicated."""
@@ -345,11 +366,7 @@ def _split_over_runs(epoch, mesh: Mesh):
             jax.device_put(eval_sets, on_all),
         )
 
-    def run(*args):
-        return split(*place(*args))
-
-    run.lower = lambda *args: split.lower(*place(*args))  # .compile().as_text(): the HLO
-    return run
+    return _Placed(split, place)
 
 
 def make_sweep_epoch(

@@ -1,26 +1,36 @@
 """Subprocess half of tests/test_sweep.py: a sweep with its runs split over 8 CPU devices.
 
     XLA_FLAGS=--xla_force_host_platform_device_count=8 JAX_PLATFORMS=cpu \\
-        python tests/sweep_worker.py          # (repository root on PYTHONPATH)
+        python tests/sweep_worker.py OUT_DIR      # (repository root on PYTHONPATH)
 
 The device count is fixed when JAX starts, so the test sets it in this process's environment.
 Trains the same small sweeps on one device and split over the devices (``shard_runs``), in
-float64, and prints one JSON line of measurements; the test asserts on them.
+float64, runs experiments.compare_optimizers with and without ``--shard-runs``, and prints one
+JSON line of measurements; the test asserts on them.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import sys
 
 import jax
+import numpy as np
 
-jax.config.update("jax_enable_x64", True)
-
-import numpy as np  # noqa: E402
-
-from bpjax import init_params  # noqa: E402
-from bpjax.optimizers import make_sweep_optimizer  # noqa: E402
-from bpjax.sweep import run_grid, runs_mesh, seed_keys, train_sweep  # noqa: E402
+from bpjax import init_params
+from bpjax.fit import fit
+from bpjax.optimizers import make_sweep_optimizer
+from bpjax.sweep import (
+    epoch_key,
+    init_runs,
+    make_sweep_epoch,
+    run_grid,
+    runs_mesh,
+    seed_keys,
+    train_sweep,
+)
 
 SIZES, N, B = (20, 8, 10), 128, 16
 
@@ -31,7 +41,14 @@ def max_rel_err(a, b) -> float:
     return float(diff / max(np.abs(np.asarray(y)).max() for _, y in pairs))
 
 
-def main() -> dict:
+def main(out_dir: str) -> dict:
+    with jax.enable_x64(True):
+        res = sweeps()
+    res.update(cli(out_dir))
+    return res
+
+
+def sweeps() -> dict:
     rng = np.random.default_rng(0)
     x = rng.random((N, SIZES[0]))
     labels = rng.integers(0, SIZES[-1], N).astype(np.int32)
@@ -95,8 +112,6 @@ def main() -> dict:
         res["uneven_error"] = str(e)
 
     # The compiled program of a split epoch: each device trains its own runs, no collectives.
-    from bpjax.sweep import init_runs, make_sweep_epoch
-
     lrs, seeds = run_grid(np.geomspace(1e-3, 1e-1, 8), [0, 1])
     params, opt_state = init_runs(tx, init_fn, seed_keys(seeds), lrs)
     epoch = make_sweep_epoch(tx, B, shard_runs=True)
@@ -106,8 +121,53 @@ def main() -> dict:
         text.count(f" {op}(") + text.count(f" {op}-start(")
         for op in ("all-reduce", "all-gather", "all-to-all", "collective-permute", "reduce-scatter")
     )
+
+    # bpjax.fit compiles ahead of time (lower, compile) and calls the executable: the split
+    # epoch places its arguments there too.
+    order = jax.random.key(5)
+    fitted = fit(
+        epoch,
+        params,
+        opt_state,
+        epochs=2,
+        epoch_args=lambda e: (x, labels, epoch_key(order, e), eval_sets),
+        summarize=lambda m: {k: np.asarray(v).tolist() for k, v in m.items()},
+        check_finite=False,
+    )
+    one = sweep(8, "shared")
+    res["fit_params_rel_err"] = max_rel_err(fitted.params, one.params)
     return res
 
 
+def cli(out_dir: str) -> dict:
+    """experiments.compare_optimizers with its 8 runs an optimizer split over the 8 devices vs
+    on one device; and its error when they do not split."""
+    from experiments import compare_optimizers
+
+    args = ["--quick", "--optimizers", "sgd,adam", "--n-lrs", "2", "--seeds", "4", "--epochs", "1"]
+    runs = {}
+    for flags in ((), ("--shard-runs",)):
+        out = f"{out_dir}/{'split' if flags else 'one'}"
+        with contextlib.redirect_stdout(io.StringIO()):
+            runs[bool(flags)] = compare_optimizers.main([*args, *flags, "--out", out])
+    errs = []
+    for name in ("sgd", "adam"):
+        one, split = (runs[k]["optimizers"][name]["history"] for k in (False, True))
+        errs += [np.abs(np.asarray(split[m]) - np.asarray(one[m])).max() for m in one]
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            compare_optimizers.main(
+                [*args[:-4], "--seeds", "3", "--shard-runs", "--out", f"{out_dir}/uneven"]
+            )
+            status = None
+        except SystemExit as e:
+            status = e.code
+    return {
+        "cli_history_max_abs_err": float(max(errs)),
+        "cli_uneven": [status, *err.getvalue().strip().splitlines()[-1:]],
+    }
+
+
 if __name__ == "__main__":
-    print(json.dumps(main()))
+    print(json.dumps(main(sys.argv[1])))

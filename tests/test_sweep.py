@@ -265,7 +265,7 @@ def test_bad_sweeps_fail_clearly(trainer, change, message):
 
 
 @pytest.fixture(scope="module")
-def eight():
+def eight(tmp_path_factory):
     env = dict(
         os.environ,
         PYTHONPATH=str(ROOT),
@@ -273,7 +273,11 @@ def eight():
         XLA_FLAGS="--xla_force_host_platform_device_count=8",
     )
     done = subprocess.run(
-        [sys.executable, str(ROOT / "tests" / "sweep_worker.py")],
+        [
+            sys.executable,
+            str(ROOT / "tests" / "sweep_worker.py"),
+            str(tmp_path_factory.mktemp("w")),
+        ],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -307,3 +311,17 @@ def test_runs_split_over_a_smaller_mesh_and_uneven_splits_fail(eight):
 @pytest.mark.slow
 def test_split_runs_need_no_communication(eight):
     assert eight["hlo_collectives"] == 0
+
+
+@pytest.mark.slow
+def test_a_split_epoch_trains_through_fit(eight):
+    """bpjax.fit compiles ahead of time and calls the executable with unplaced arrays."""
+    assert eight["fit_params_rel_err"] < 1e-12
+
+
+@pytest.mark.slow
+def test_compare_optimizers_shard_runs(eight):
+    assert eight["cli_history_max_abs_err"] < 1e-5  # float32, other GEMM shapes
+    status, line = eight["cli_uneven"]
+    assert status == 2 and line.startswith("compare_optimizers: error: --shard-runs: ")
+    assert "6 runs of sgd" in line and "8 devices" in line
