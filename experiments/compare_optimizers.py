@@ -12,11 +12,12 @@ Every optimizer (``--optimizers``: momentum, nesterov or any optax optimizer tak
 learning_rate; options via ``--per-optimizer-args NAME:KEY=VALUE``) trains at ``--n-lrs`` rates
 spaced evenly in log over its range (``DEFAULT_LR_RANGES``, ``--lr-ranges NAME=LO:HI``), or at
 ``--lrs`` for all, times ``--seeds`` initial-weight seeds (``--seed``, ``--seed`` + 1, ...). All
-runs of one optimizer train together in ONE compiled program (``bpjax.sweep``: the train step
-vmapped over the run axis, each run's learning rate kept in its optimizer state), evaluated on
-the validation and test splits after every epoch, with one mini-batch order (``--data-seed``)
-unless ``--per-run-order``. ``--model flax`` trains ``bpjax.flax_mlp`` from the same weights
-through the same sweep; ``--hidden/--output/--cost`` set the model of either.
+runs of one optimizer train together in ONE compiled program (``bpjax.sweep``: every step of
+all runs at once along a run axis, each run's learning rate kept in its optimizer state),
+evaluated on the validation and test splits after every epoch, with one mini-batch order
+(``--data-seed``) unless ``--per-run-order``; ``--shard-runs`` splits the runs over every device
+(``jax.sharding``). ``--model flax`` trains ``bpjax.flax_mlp`` from the same weights through the
+same sweep; ``--hidden/--output/--cost`` set the model of either.
 
 The best rate of an optimizer has the highest seed-mean final VALIDATION accuracy among the rates
 whose runs all stayed finite, so ``--validation`` must be >= 1; its TEST accuracy is reported

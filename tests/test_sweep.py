@@ -130,7 +130,7 @@ def test_sweep_runs_match_a_plain_optax_training(x64):
         assert max_rel_err(take_run(result.params, r), params) < 1e-10
 
 
-@pytest.mark.parametrize("method", ["autodiff", "backprop"])
+@pytest.mark.parametrize("method", ["autodiff", pytest.param("backprop", marks=pytest.mark.slow)])
 def test_a_diverging_run_is_flagged_as_the_separate_run_is(method):
     """``finite`` comes from the costs and one check of the final params (no per-step check):
     the same flags as bpjax.train's checked steps, run by run."""
