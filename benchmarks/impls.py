@@ -163,6 +163,127 @@ def bpjax_full_batch(
     return Case(run)
 
 
+# --- sweeps: many runs at once ------------------------------------------------------------------
+
+SWEEP_RATES = (0.5, 8.0)  # the sweep's learning rates, spaced evenly in log between these
+
+
+def sweep_runs(problem: Problem, n_lrs: int, n_seeds: int):
+    """``(tx, runs, stacked)``: ``n_lrs`` rates x ``n_seeds`` init seeds of ``problem``'s net
+    with ``make_sweep_optimizer("sgd")``; ``runs`` the per-run ``(params, opt_state)``,
+    ``stacked`` the same with a leading run axis."""
+    from bpjax.optimizers import make_sweep_optimizer, set_learning_rate
+
+    tx = make_sweep_optimizer("sgd")
+    lrs = np.repeat(np.geomspace(*SWEEP_RATES, n_lrs), n_seeds).astype(np.float32)
+    seeds = np.tile(np.arange(n_seeds), n_lrs)
+    runs = []
+    for seed, lr in zip(seeds, lrs, strict=True):
+        params = bpjax.init_params(jax.random.key(int(seed)), problem.sizes)
+        runs.append((params, set_learning_rate(tx.init(params), lr)))
+    return tx, runs, jax.tree.map(lambda *leaves: jnp.stack(leaves), *runs)
+
+
+def sweep_cases(problem: Problem, data: Data, n_lrs: int, n_seeds: int) -> dict[str, Case]:
+    """One epoch of R = n_lrs x n_seeds runs, all in one mini-batch order, packed images:
+
+    - ``sweep``: ``bpjax.sweep.make_sweep_epoch`` (all runs' products at once);
+    - ``vmap(sgd_epoch)``: ``bpjax.train.sgd_epoch`` ``vmap``-ped over the runs (how the sweep
+      was first written);
+    - ``sequential``: the single-run epoch called once per run;
+    - ``first layer alone``: the work no sweep avoids (``first_layer_floor``).
+    """
+    from bpjax.sweep import make_sweep_epoch
+
+    tx, runs, stacked = sweep_runs(problem, n_lrs, n_seeds)
+    x, labels, b = data.images["packed"], data.jlabels, problem.batch_size
+    sweep = make_sweep_epoch(tx, b)
+    step = train.make_train_step(tx)
+    vmapped = jax.jit(
+        jax.vmap(
+            lambda p, o, x, y, k: train.sgd_epoch(step, p, o, x, y, k, b),
+            in_axes=(0, 0, None, None, None),
+        )
+    )
+    single = train.make_sgd_epoch(step, b)
+    floor = first_layer_floor(stacked[0][0]["w"], b)
+
+    def sequential():
+        return jax.block_until_ready([single(p, o, x, labels, ORDER_KEY) for p, o in runs])
+
+    return {
+        "sweep": Case(lambda: jax.block_until_ready(sweep(*stacked, x, labels, ORDER_KEY, {}))),
+        "vmap(sgd_epoch)": Case(
+            lambda: jax.block_until_ready(vmapped(*stacked, x, labels, ORDER_KEY))
+        ),
+        "sequential": Case(sequential),
+        "first layer alone": Case(lambda: jax.block_until_ready(floor(x, ORDER_KEY))),
+    }
+
+
+def first_layer_floor(w: jax.Array, batch_size: int):
+    """``run(x, key)``: the part of a shared-order sweep epoch that no implementation avoids.
+
+    For each mini-batch (``epoch_batches``, gathered and scaled as in training), the R runs'
+    first-layer product ``(R n_1, n_in) @ (n_in, B)``, a weight gradient of the same shape
+    ``(R n_1, B) @ (B, n_in)`` and the weight update, nothing else: at 784-16-16-10 these two
+    GEMMs are ~95% of a step's FLOPs. ``w`` (R, n_1, n_in): the runs' first-layer weights.
+    """
+    wide = w.reshape(-1, w.shape[-1])
+
+    @jax.jit
+    def run(x, key):
+        def body(w, idx):
+            xb = as_inputs(take_rows(x, idx), jnp.float32)
+            z = w @ xb.T  # (R n_1, B)
+            return w - 1e-9 * (z @ xb), None  # z stands in for the deltas: same shapes
+
+        return jax.lax.scan(body, wide, epoch_batches(key, x.shape[0], batch_size))[0]
+
+    return run
+
+
+def time_sharded_sweep(
+    n_devices: int, n_lrs: int, n_seeds: int, examples: int, repeats: int
+) -> dict:
+    """A sweep epoch on one device vs its runs split over ``n_devices`` (``shard_runs``),
+    interleaved. Call in a process started with ``n_devices`` CPU devices (the count is fixed at
+    JAX start-up); they share this machine's cores."""
+    from jax.sharding import NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    from benchmarks.timing import measure
+    from bpjax.data import load_mnist
+    from bpjax.sweep import make_sweep_epoch, runs_mesh
+
+    ds = load_mnist(verbose=False)
+    data = make_data(ds.x_train[:examples], ds.y_train[:examples])
+    problem = Problem((784, 16, 16, 10), 100)
+    tx, _, stacked = sweep_runs(problem, n_lrs, n_seeds)
+    x, labels = data.images["packed"], data.jlabels
+    mesh = runs_mesh(jax.devices()[:n_devices])
+    one = make_sweep_epoch(tx, problem.batch_size)
+    split = make_sweep_epoch(tx, problem.batch_size, shard_runs=mesh)
+    placed = jax.device_put((x, labels), NamedSharding(mesh, P()))
+    cases = {
+        "one device": Case(lambda: jax.block_until_ready(one(*stacked, x, labels, ORDER_KEY, {}))),
+        f"{n_devices} devices": Case(
+            lambda: jax.block_until_ready(split(*stacked, *placed, ORDER_KEY, {}))
+        ),
+    }
+    measure(cases, repeats)
+    t1, tn = (c.median for c in cases.values())
+    return {
+        "devices": n_devices,
+        "runs": n_lrs * n_seeds,
+        "examples": data.n,
+        "one_device_s": t1,
+        "split_s": tn,
+        "speedup": t1 / tn,
+        "source": "bpjax.sweep.make_sweep_epoch(shard_runs=runs_mesh(...))",
+    }
+
+
 # --- plain JAX ---------------------------------------------------------------------------------
 
 

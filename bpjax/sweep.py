@@ -1,4 +1,4 @@
-"""Many training runs at once: the train step ``vmap``-ed over a leading run axis R.
+"""Many training runs at once: one compiled program trains R runs along a leading run axis.
 
 Each run has its own initial params (its init key) and its own learning rate (kept in
 ``opt_state`` by ``bpjax.optimizers.make_sweep_optimizer``), so one compiled program trains a
@@ -12,18 +12,30 @@ whole learning-rate x seed grid::
                          eval_sets={"test": (x_test, y_test)})
     result.history["test_accuracy"]                                  # (epochs, R)
 
-Mini-batch order: ``order_key`` one key -> every run sees the same batches (each epoch's
-batches are gathered once and shared, and the first layer's R products fold into one matrix
-product); ``order_key`` of shape (R,) -> each run has its own order. Epoch e shuffles with
+Mini-batch order: ``order_key`` one key -> every run sees the same batches (each step's batch
+is gathered once and shared, and the first layer's R products are one matrix product);
+``order_key`` of shape (R,) -> each run has its own order. Epoch e shuffles with
 ``fold_in(order_key, e)``.
 
+How a step is computed: with one batch order, bpjax's own network and ``method="autodiff"``,
+``runs_costs`` writes the forward pass of all R runs at once, column-wise (``z = w a + b`` with
+``a`` of shape (n_in, B) per run, the first layer one matrix product for all runs), and
+``jax.grad`` of the sum of the runs' mean costs gives every run its own gradient. Otherwise
+(``apply_fn``, another ``method``, one order per run) ``bpjax.train``'s step is ``vmap``-ped over
+the runs. Both give each run the numbers of ``train_sequential`` up to float rounding; the
+sweep pays off with one order, where the runs share each batch (see docs/performance.md).
+
+``shard_runs=True`` splits the run axis over every device (a 1-D ``jax.sharding.Mesh``, axis
+``"runs"``; ``runs_mesh``), data replicated: each device trains R / n_devices runs, with no
+communication. R must be a multiple of the device count (a ValueError says so otherwise).
+
 ``train_sequential`` takes the same arguments and trains the runs one after another with
-``bpjax.train``'s single-run epoch; it gives the same numbers (to float rounding) and is the
-baseline the vmapped sweep is measured against.
+``bpjax.train``'s single-run epoch; it is the baseline the sweep is tested and measured against.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -31,15 +43,33 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import AxisType, Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
+from bpjax.checks import check_batch
+from bpjax.cost import one_hot
+from bpjax.data.batching import epoch_batches
+from bpjax.data.pixels import as_inputs, input_dtype, take_rows
 from bpjax.optimizers import set_learning_rate
 from bpjax.spec import DEFAULT_SPEC, Spec
-from bpjax.train import ApplyFn, evaluate, make_evaluate, make_sgd_epoch, make_train_step, sgd_epoch
+from bpjax.train import (
+    ApplyFn,
+    all_finite,
+    evaluate,
+    make_evaluate,
+    make_sgd_epoch,
+    make_train_step,
+)
 
 InitFn = Callable[[jax.Array], Any]  # key -> params of one run
 EvalSets = Mapping[str, tuple[jax.Array, jax.Array]]  # name -> (x (N, n_in), labels (N,))
 # Called after every epoch with (epoch index, that epoch's metrics {name: (R,) numpy array}).
 OnEpoch = Callable[[int, dict[str, np.ndarray]], None]
+# (params, opt_state, xb, yb) -> (params, opt_state, cost (R,)) for all R runs; xb (B, n_in) and
+# yb (B, n_out) shared by the runs, or (R, B, n_in) and (R, B, n_out), one batch a run.
+RunsStep = Callable[[Any, Any, jax.Array, jax.Array], tuple[Any, Any, jax.Array]]
+
+RUNS = "runs"  # the mesh axis the run axis is split over
 
 
 class SweepResult(NamedTuple):
@@ -107,24 +137,236 @@ def _check_runs(keys, learning_rates) -> None:
         )
 
 
-def epoch_metrics(
-    params,
-    cost_per_step,
-    finite_per_step,
-    eval_sets: EvalSets,
-    apply_fn,
-    n_classes: int,
+# --- One step of every run ---------------------------------------------------------------------
+
+
+@jax.custom_vjp
+def _runs_matmul(w: jax.Array, a: jax.Array) -> jax.Array:
+    """``w @ a`` per run: w (R, n_out, n_in), a (R, n_in, B) -> (R, n_out, B)."""
+    return jnp.matmul(w, a)
+
+
+def _runs_matmul_fwd(w, a):
+    return jnp.matmul(w, a), (w, a)
+
+
+def _runs_matmul_bwd(residuals, delta):
+    w, a = residuals
+    # BP2's w^T delta with w^T made explicit: XLA:CPU sends a batched product whose left operand
+    # is contracted on its rows to a slow generic loop, but w^T (a few KB) to its GEMM library.
+    # The barrier keeps XLA from folding the transpose back into the product.
+    w_t = jax.lax.optimization_barrier(jnp.swapaxes(w, 1, 2))
+    return jnp.matmul(delta, jnp.swapaxes(a, 1, 2)), jnp.matmul(w_t, delta)
+
+
+_runs_matmul.defvjp(_runs_matmul_fwd, _runs_matmul_bwd)
+
+
+def runs_product(w: jax.Array, a: jax.Array) -> jax.Array:
+    """``w a`` for every run: w (R, n_out, n_in); a (n_in, B), the same for every run, or
+    (R, n_in, B), one a run -> (R, n_out, B).
+
+    A shared ``a`` makes the R products one matrix product (R n_out, n_in) @ (n_in, B), and its
+    weight gradient one (R n_out, B) @ (B, n_in): two large GEMMs instead of 2R small ones.
+    """
+    if a.ndim == 2:
+        n_runs, n_out, n_in = w.shape
+        return (w.reshape(n_runs * n_out, n_in) @ a).reshape(n_runs, n_out, a.shape[1])
+    return _runs_matmul(w, a)
+
+
+def runs_costs(params, xb: jax.Array, yb: jax.Array, *, spec: Spec = DEFAULT_SPEC) -> jax.Array:
+    """Every run's mean ``spec`` cost on one mini-batch shared by the runs, (R,), for bpjax's
+    network: layers ``{"w": (R, n_out, n_in), "b": (R, n_out)}``, ``xb`` (B, n_in), ``yb``
+    (B, n_out) one-hot.
+
+    Activations are columns, as in the math (``z = w a + b``, ``a`` (R, n, B)), so every layer is
+    one batched product and the first one a single matrix product (``runs_product``).
+    """
+    one_run = [
+        {k: jax.ShapeDtypeStruct(v.shape[1:], v.dtype) for k, v in lay.items()} for lay in params
+    ]
+    check_batch(one_run, xb, yb)
+    a = xb.T
+    for layer, act in zip(params, spec.layer_activations(len(params)), strict=True):
+        z = runs_product(layer["w"], a) + layer["b"][:, :, None]
+        # An activation with an f_prime is elementwise (bpjax.activations' contract): any layout.
+        if act.f_prime is not None:
+            a = act.f(z)
+        else:  # it mixes the neurons of a column: neurons last, as its contract says
+            a = jnp.swapaxes(act.f(jnp.swapaxes(z, 1, 2)), 1, 2)
+    per_example = jax.vmap(spec.cost_function.cost, in_axes=(1, 1, 1))  # over the B columns
+    per_run = jax.vmap(per_example, in_axes=(0, 0, None))
+    return jnp.mean(per_run(z, a, yb.T), axis=1)
+
+
+def make_runs_step(
+    optimizer: optax.GradientTransformation,
+    method: str = "autodiff",
+    apply_fn: ApplyFn | None = None,
     *,
     spec: Spec = DEFAULT_SPEC,
-) -> dict[str, jax.Array]:
-    """One run's per-epoch summary: mean train cost, all-finite flag, and each eval set's
-    cost and accuracy (scalars)."""
-    out = {"train_cost": jnp.mean(cost_per_step), "finite": jnp.all(finite_per_step)}
-    for name, (x, labels) in eval_sets.items():
-        metrics = evaluate(params, x, labels, apply_fn, n_classes, spec=spec)
-        out[f"{name}_cost"] = metrics["cost"]
-        out[f"{name}_accuracy"] = metrics["accuracy"]
-    return out
+) -> RunsStep:
+    """One SGD step of all R runs: ``(params, opt_state, xb, yb) -> (params, opt_state, cost)``.
+
+    ``params``/``opt_state`` have a leading run axis; ``xb`` (B, n_in), ``yb`` (B, n_out) are one
+    mini-batch for every run, or (R, B, n_in), (R, B, n_out) one per run; ``cost`` (R,) is each
+    run's mean cost before its update. A shared batch, bpjax's network and ``method="autodiff"``:
+    ``jax.grad`` of the sum of ``runs_costs`` (run r's cost depends on run r's params only, so
+    its gradient is run r's). Otherwise ``bpjax.train.make_train_step``'s step, ``vmap``-ped.
+    """
+    unchecked = make_train_step(optimizer, method, apply_fn, spec=spec).unchecked
+
+    def vmapped(params, opt_state, xb, yb):
+        batch_axis = 0 if xb.ndim == 3 else None
+        step = jax.vmap(unchecked, in_axes=(0, 0, batch_axis, batch_axis))
+        params, opt_state, metrics = step(params, opt_state, xb, yb)
+        return params, opt_state, metrics["cost"]
+
+    if apply_fn is not None or method != "autodiff":
+        return vmapped
+
+    def total_cost(params, xb, yb):
+        costs = runs_costs(params, xb, yb, spec=spec)
+        return jnp.sum(costs), costs
+
+    grad_fn = jax.grad(total_cost, has_aux=True)
+
+    def update(grads, opt_state, params):  # one run's optimizer update, as bpjax.train's step
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state
+
+    def runs_step(params, opt_state, xb, yb):
+        # One batch a run shares no product between runs: the vmapped step is as fast there
+        # (the column form's batched first-layer products measured slower).
+        if xb.ndim == 3:
+            return vmapped(params, opt_state, xb, yb)
+        grads, costs = grad_fn(params, xb, yb)
+        params, opt_state = jax.vmap(update)(grads, opt_state, params)
+        return params, opt_state, costs
+
+    return runs_step
+
+
+# --- One epoch of every run --------------------------------------------------------------------
+
+
+def sweep_epoch(
+    runs_step: RunsStep,
+    params,
+    opt_state,
+    x,
+    labels,
+    key,
+    batch_size: int,
+    n_classes: int = 10,
+):
+    """One epoch of all R runs in one ``lax.scan``: ``(params, opt_state, metrics)``.
+
+    ``x`` (N, n_in) in any image form (``bpjax.data.as_inputs``), ``labels`` (N,); ``key`` one
+    key (one order: each step's batch gathered once) or (R,) keys. ``metrics``: ``train_cost``
+    and ``finite``, each (R,). The batches are ``bpjax.data.epoch_batches``, as in
+    ``bpjax.train.sgd_epoch``.
+    """
+    n = x.shape[0]
+    dtype = input_dtype(params, x)
+    if key.ndim == 0:
+        batches = epoch_batches(key, n, batch_size)  # (steps, B)
+    else:  # (steps, R, B)
+        batches = jnp.swapaxes(jax.vmap(lambda k: epoch_batches(k, n, batch_size))(key), 0, 1)
+
+    def body(carry, idx):
+        flat = idx.reshape(-1)
+        xb = as_inputs(take_rows(x, flat), dtype).reshape(*idx.shape, -1)
+        yb = one_hot(labels[flat], n_classes, dtype=dtype).reshape(*idx.shape, n_classes)
+        params, opt_state, cost = runs_step(*carry, xb, yb)
+        return (params, opt_state), cost
+
+    (params, opt_state), costs = jax.lax.scan(body, (params, opt_state), batches)
+    # optax adds each update to the params, and NaN or inf plus anything stays NaN or inf: finite
+    # final params mean every step's params were finite. So "every step finite" is one check of
+    # the final params, with no per-step check and no replay (bpjax.train.sgd_epoch's are for
+    # per-step flags, which a sweep does not report).
+    finite = jnp.all(jnp.isfinite(costs), axis=0) & jax.vmap(all_finite)(params)
+    return params, opt_state, {"train_cost": jnp.mean(costs, axis=0), "finite": finite}
+
+
+def runs_mesh(devices=None) -> Mesh:
+    """A 1-D mesh with axis ``"runs"`` over ``devices`` (default: every device)."""
+    devices = jax.devices() if devices is None else list(devices)
+    if not devices:
+        raise ValueError("runs_mesh needs at least one device")
+    return jax.make_mesh((len(devices),), (RUNS,), axis_types=(AxisType.Auto,), devices=devices)
+
+
+def _mesh_of(shard_runs: bool | Mesh) -> Mesh | None:
+    if isinstance(shard_runs, Mesh):
+        if RUNS not in shard_runs.axis_names:
+            raise ValueError(
+                f"the mesh needs a {RUNS!r} axis (runs_mesh), got {shard_runs.axis_names}"
+            )
+        return shard_runs
+    return runs_mesh() if shard_runs else None
+
+
+def check_runs_split(n_runs: int, mesh: Mesh) -> None:
+    """ValueError unless ``n_runs`` splits evenly over the mesh's ``"runs"`` axis."""
+    n_devices = mesh.shape[RUNS]
+    if n_runs % n_devices:
+        raise ValueError(
+            f"{n_runs} runs do not split over the {n_devices} devices of the {RUNS!r} mesh axis; "
+            f"use a multiple of {n_devices} runs, or a mesh of fewer devices "
+            "(shard_runs=runs_mesh(jax.devices()[:k]))"
+        )
+
+
+class _Placed:
+    """``fn`` (jitted, lowered or compiled) called with its arguments placed by ``place`` first;
+    ``lower(...).compile()`` keeps placing them, as ``bpjax.fit``'s ahead-of-time compile needs.
+    """
+
+    def __init__(self, fn, place):
+        self.fn, self.place = fn, place
+
+    def __call__(self, *args):
+        return self.fn(*self.place(*args))
+
+    def lower(self, *args):
+        return _Placed(self.fn.lower(*self.place(*args)), self.place)
+
+    def compile(self):
+        return _Placed(self.fn.compile(), self.place)
+
+    def as_text(self) -> str:
+        return self.fn.as_text()
+
+
+def _split_over_runs(epoch, mesh: Mesh) -> _Placed:
+    """``epoch`` with its run axis split over ``mesh``: params, opt_state and a (R,) key by
+    runs, the data and evaluation sets whole on every device. Each device runs ``epoch`` on its
+    own runs; nothing is communicated."""
+    runs, whole = P(RUNS), P()
+
+    @jax.jit
+    def split(params, opt_state, x, labels, key, eval_sets):
+        key_spec = whole if key.ndim == 0 else runs
+        specs = (runs, runs, whole, whole, key_spec, whole)
+        return jax.shard_map(epoch, mesh=mesh, in_specs=specs, out_specs=runs)(
+            params, opt_state, x, labels, key, eval_sets
+        )
+
+    def place(params, opt_state, x, labels, key, eval_sets):
+        check_runs_split(jax.tree.leaves(params)[0].shape[0], mesh)
+        by_runs, on_all = NamedSharding(mesh, runs), NamedSharding(mesh, whole)
+        # A no-op for arrays already placed so (train_sweep places the data once).
+        return (
+            *jax.device_put((params, opt_state), by_runs),
+            *jax.device_put((x, labels), on_all),
+            jax.device_put(key, on_all if key.ndim == 0 else by_runs),
+            jax.device_put(eval_sets, on_all),
+        )
+
+    return _Placed(split, place)
 
 
 def make_sweep_epoch(
@@ -135,33 +377,34 @@ def make_sweep_epoch(
     n_classes: int = 10,
     *,
     spec: Spec = DEFAULT_SPEC,
+    shard_runs: bool | Mesh = False,
 ):
     """One compiled epoch of all runs, evaluation included:
     ``epoch(params, opt_state, x, labels, key, eval_sets) -> (params, opt_state, metrics)``.
 
     ``params``/``opt_state`` have a leading run axis R; ``x`` (N, n_in), ``labels`` (N,) and
-    ``eval_sets`` are shared; ``key`` is one key (shared batch order) or (R,) keys. Every metric
-    of ``epoch_metrics`` comes back with shape (R,). ``spec``: the model (``bpjax.Spec``).
+    ``eval_sets`` are shared; ``key`` is one key (shared batch order) or (R,) keys. ``metrics``:
+    ``train_cost``, ``finite`` and each eval set's ``<set>_cost`` / ``<set>_accuracy``, all (R,).
+    ``spec``: the model (``bpjax.Spec``). ``shard_runs``: True splits the runs over every device,
+    or give a mesh with a ``"runs"`` axis (``runs_mesh``); R must be a multiple of its size.
     """
-    step = make_train_step(optimizer, method, apply_fn, spec=spec)
+    runs_step = make_runs_step(optimizer, method, apply_fn, spec=spec)
 
-    def one_run(params, opt_state, x, labels, key, eval_sets):
-        params, opt_state, m = sgd_epoch(
-            step, params, opt_state, x, labels, key, batch_size, n_classes
-        )
-        summary = epoch_metrics(
-            params, m["cost"], m["finite"], eval_sets, apply_fn, n_classes, spec=spec
-        )
-        return params, opt_state, summary
+    def evaluate_runs(params, x, labels):
+        one = functools.partial(evaluate, apply_fn=apply_fn, n_classes=n_classes, spec=spec)
+        return jax.vmap(one, in_axes=(0, None, None))(params, x, labels)
 
-    @jax.jit
     def epoch(params, opt_state, x, labels, key, eval_sets):
-        key_axis = None if key.ndim == 0 else 0
-        return jax.vmap(one_run, in_axes=(0, 0, None, None, key_axis, None))(
-            params, opt_state, x, labels, key, eval_sets
+        params, opt_state, metrics = sweep_epoch(
+            runs_step, params, opt_state, x, labels, key, batch_size, n_classes
         )
+        for name, (xe, le) in eval_sets.items():
+            m = evaluate_runs(params, xe, le)
+            metrics[f"{name}_cost"], metrics[f"{name}_accuracy"] = m["cost"], m["accuracy"]
+        return params, opt_state, metrics
 
-    return epoch
+    mesh = _mesh_of(shard_runs)
+    return jax.jit(epoch) if mesh is None else _split_over_runs(epoch, mesh)
 
 
 def epoch_key(order_key: jax.Array, epoch: int) -> jax.Array:
@@ -199,19 +442,28 @@ def train_sweep(
     n_classes: int = 10,
     on_epoch: OnEpoch | None = None,
     spec: Spec = DEFAULT_SPEC,
+    shard_runs: bool | Mesh = False,
 ) -> SweepResult:
-    """Train R runs together, one compiled (vmapped) program call per epoch.
+    """Train R runs together, one compiled program call per epoch (``make_sweep_epoch``).
 
     ``learning_rates`` (R,) (or None: the optimizer's own), ``keys`` (R,) init keys for
     ``init_fn``; ``x`` (N, n_in), ``labels`` (N,); ``order_key`` one key or (R,) keys (see the
     module docstring). ``optimizer`` must come from ``make_sweep_optimizer`` when
-    ``learning_rates`` is given; ``spec`` is the model (``bpjax.Spec``). Returns a ``SweepResult``.
+    ``learning_rates`` is given; ``spec`` is the model (``bpjax.Spec``); ``shard_runs`` as in
+    ``make_sweep_epoch``. Returns a ``SweepResult``.
     """
     eval_sets = dict(eval_sets or {})
     _check_runs(keys, learning_rates)
     _check_training(epochs, batch_size, x.shape[0], order_key, keys.shape[0])
+    mesh = _mesh_of(shard_runs)
+    if mesh is not None:
+        check_runs_split(keys.shape[0], mesh)
+        # Once here, not every epoch: the data and evaluation sets, whole on every device.
+        x, labels, eval_sets = jax.device_put((x, labels, eval_sets), NamedSharding(mesh, P()))
     params, opt_state = init_runs(optimizer, init_fn, keys, learning_rates)
-    epoch_fn = make_sweep_epoch(optimizer, batch_size, method, apply_fn, n_classes, spec=spec)
+    epoch_fn = make_sweep_epoch(
+        optimizer, batch_size, method, apply_fn, n_classes, spec=spec, shard_runs=mesh or False
+    )
     rows = []
     for e in range(epochs):
         params, opt_state, metrics = epoch_fn(

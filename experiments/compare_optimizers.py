@@ -12,11 +12,12 @@ Every optimizer (``--optimizers``: momentum, nesterov or any optax optimizer tak
 learning_rate; options via ``--per-optimizer-args NAME:KEY=VALUE``) trains at ``--n-lrs`` rates
 spaced evenly in log over its range (``DEFAULT_LR_RANGES``, ``--lr-ranges NAME=LO:HI``), or at
 ``--lrs`` for all, times ``--seeds`` initial-weight seeds (``--seed``, ``--seed`` + 1, ...). All
-runs of one optimizer train together in ONE compiled program (``bpjax.sweep``: the train step
-vmapped over the run axis, each run's learning rate kept in its optimizer state), evaluated on
-the validation and test splits after every epoch, with one mini-batch order (``--data-seed``)
-unless ``--per-run-order``. ``--model flax`` trains ``bpjax.flax_mlp`` from the same weights
-through the same sweep; ``--hidden/--output/--cost`` set the model of either.
+runs of one optimizer train together in ONE compiled program (``bpjax.sweep``: every step of
+all runs at once along a run axis, each run's learning rate kept in its optimizer state),
+evaluated on the validation and test splits after every epoch, with one mini-batch order
+(``--data-seed``) unless ``--per-run-order``; ``--shard-runs`` splits the runs over every device
+(``jax.sharding``). ``--model flax`` trains ``bpjax.flax_mlp`` from the same weights through the
+same sweep; ``--hidden/--output/--cost`` set the model of either.
 
 The best rate of an optimizer has the highest seed-mean final VALIDATION accuracy among the rates
 whose runs all stayed finite, so ``--validation`` must be >= 1; its TEST accuracy is reported
@@ -81,6 +82,11 @@ class Config(
         False, "each seed its own mini-batch order (default: one order for every run)"
     )
     data_seed: int = flag(0, "seed of the mini-batch order")
+    shard_runs: bool = flag(
+        False,
+        "split each optimizer's runs over every device (bpjax.sweep); --n-lrs x --seeds "
+        "(or the --lrs count x --seeds) must be a multiple of the device count",
+    )
     model: str = flag(
         "bpjax",
         "bpjax's pure network or the Flax NNX MLP (same initial weights)",
@@ -173,6 +179,10 @@ def run(cfg: Config, ctx: runtime.Context) -> dict:
         done = record["done"]
         at = {**{k: record[k] for k in ("index", "epoch", "history")}, **arrays}
 
+    mesh = shard_over_devices(cfg) if cfg.shard_runs else None
+    if mesh is not None:  # the data once on every device, not once an epoch
+        x, labels, eval_sets = lr_sweep.replicate((x, labels, eval_sets), mesh)
+
     bar = ctx.progress(total=len(cfg.optimizers) * cfg.epochs, unit="epoch")
     bar.update(at["index"] * cfg.epochs + at["epoch"])
     for i, name in enumerate(cfg.optimizers[at["index"] :], start=at["index"]):
@@ -190,7 +200,9 @@ def run(cfg: Config, ctx: runtime.Context) -> dict:
             )
 
         result = ctx.fit(
-            sweep.make_sweep_epoch(tx, cfg.batch_size, cfg.method, apply_fn, spec=spec),
+            sweep.make_sweep_epoch(
+                tx, cfg.batch_size, cfg.method, apply_fn, spec=spec, shard_runs=mesh or False
+            ),
             params,
             opt_state,
             epochs=cfg.epochs,
@@ -229,6 +241,24 @@ def run(cfg: Config, ctx: runtime.Context) -> dict:
             DIVERGED,
         )
     return results
+
+
+def shard_over_devices(cfg: Config):
+    """The mesh of every device for ``--shard-runs``; ConfigError if an optimizer's runs do not
+    split evenly over it."""
+    from bpjax import sweep
+
+    mesh = sweep.runs_mesh()
+    for name in cfg.optimizers:
+        try:
+            sweep.check_runs_split(len(cfg.lr_grid(name)) * cfg.seeds, mesh)
+        except ValueError:
+            raise ConfigError(
+                f"--shard-runs: the {len(cfg.lr_grid(name)) * cfg.seeds} runs of {name} do not "
+                f"split over {mesh.size} devices; make --n-lrs x --seeds a multiple of "
+                f"{mesh.size}"
+            ) from None
+    return mesh
 
 
 EXPERIMENT = runtime.Experiment(

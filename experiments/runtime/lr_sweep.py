@@ -128,3 +128,12 @@ def order_keys(data_seed: int, seeds, per_run: bool):
     if not per_run:
         return base
     return jax.vmap(jax.random.fold_in, (None, 0))(base, jnp.asarray(seeds, jnp.uint32))
+
+
+def replicate(tree, mesh):
+    """``tree``'s arrays whole on every device of ``mesh`` (a sweep's data, for ``shard_runs``)."""
+    import jax
+    from jax.sharding import NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    return jax.device_put(tree, NamedSharding(mesh, P()))
