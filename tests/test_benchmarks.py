@@ -63,6 +63,7 @@ def test_numpy_loop_gradient_equals_bpjax():
     assert max_rel_err(got, expected) < 1e-5
 
 
+@pytest.mark.slow  # the per-example Python loop
 def test_network_py_backprop_gradient_equals_bpjax():
     # Nielsen's structure, example by example: BP1's 2 (a - y) sigma'(z) included.
     params, x, labels = problem()
@@ -79,6 +80,7 @@ def test_network_py_backprop_gradient_equals_bpjax():
     assert max_rel_err(got, expected) < 1e-5
 
 
+@pytest.mark.slow  # covered in the fast tier by the plain-JAX epoch
 def test_plain_jax_cost_equals_bpjax():
     params, x, labels = problem()
     cost, _ = bpjax_mean_grad(params, x, labels)
@@ -94,6 +96,7 @@ def test_numpy_matrix_cost_and_gradient_equal_bpjax():
     assert max_rel_err(got, expected) < 1e-5
 
 
+@pytest.mark.slow  # full-batch reference
 def test_numpy_full_batch_gradient_is_chunk_independent_and_equals_bpjax():
     params, x, labels = problem(n=50)
     cost, expected = bpjax_mean_grad(params, x, labels)

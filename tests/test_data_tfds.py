@@ -174,6 +174,7 @@ def test_array_record_copies_are_read_through_data_source(tmp_path):
 
 
 @needs_tf
+@pytest.mark.slow  # imports TensorFlow
 def test_tfrecord_copies_are_read_through_as_dataset(tmp_path):
     with network_forbidden(), tfds.testing.mock_data(num_examples=13):
         splits, description = load_tfds(

@@ -94,6 +94,7 @@ def test_a_wrong_cost_delta_fails():
     assert not report.passed and report.hand_vs_autodiff == pytest.approx(0.5, rel=1e-6)
 
 
+@pytest.mark.slow  # every given spec checked
 def test_check_all_covers_the_given_specs():
     specs = REPRESENTATIVE[:2]
     reports = check_all(specs, key=jax.random.key(0), architectures=2)

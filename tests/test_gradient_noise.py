@@ -11,7 +11,7 @@ import pytest
 
 import bpjax
 from bpjax import gradient_noise as gn
-from tests.helpers import max_rel_err, random_problem
+from tests.helpers import max_rel_err, random_problem, tiered
 
 # The reference: per-example jax.grad, never the library's own gradients.
 PER_EXAMPLE_AUTODIFF = jax.jit(jax.vmap(jax.grad(bpjax.example_cost), in_axes=(None, 0, 0)))
@@ -20,7 +20,7 @@ MOMENTS = jax.jit(gn.gradient_moments, static_argnames=("chunk_size", "method"))
 AGREEMENT = jax.jit(gn.minibatch_agreement)
 
 
-@pytest.mark.parametrize("chunk_size", [5, 100])
+@pytest.mark.parametrize("chunk_size", tiered([5, 100], [5]))
 def test_gradient_moments_in_chunks_equal_the_direct_mean_and_variance(x64, chunk_size):
     params, xs, ys = random_problem(3, (6, 5, 3), batch=23, dtype=jnp.float64)
     per_example = PER_EXAMPLE_AUTODIFF(params, xs, ys)
@@ -56,7 +56,7 @@ def test_gradient_moments_stay_accurate_in_float32_when_examples_nearly_agree():
             g64,
         )
     assert max_rel_err(moments.variance, exact) < 1e-2
-    assert max_rel_err(naive, exact) > 1.0  # the failure guarded against is real
+    assert max_rel_err(naive, exact) > 0.5  # the failure guarded against is real
 
 
 def flat_per_example(params, xs, ys):

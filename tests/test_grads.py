@@ -109,7 +109,7 @@ def max_abs_err(a, b) -> float:
 
 
 @pytest.mark.parametrize("method", bpjax.EXAMPLE_METHODS)
-@pytest.mark.parametrize("scale", [30.0, 500.0])
+@pytest.mark.parametrize("scale", tiered([30.0, 500.0], [500.0]))
 def test_gradients_at_saturated_sigmoids_equal_a_float64_autodiff_reference(method, scale):
     """Weights scaled up until many |z| are beyond 30 (scale 500: all of them), where float32
     rounds sigma(z) to 0 or 1 and a naive exp(-z) overflows: the float32 gradients are finite

@@ -138,12 +138,16 @@ def test_cost_on_grid_equals_a_direct_loop(x64, key):
 
 @pytest.mark.parametrize(
     "sizes, spec",
-    [
-        ((6, 3), bpjax.Spec()),
-        ((6, 4, 3), bpjax.Spec()),
-        ((6, 5, 4, 3), bpjax.Spec("tanh", "identity", "quadratic_half")),
-        ((6, 4, 3), bpjax.Spec("relu", "softmax", "log_likelihood")),
-    ],
+    tiered(
+        [
+            ((6, 3), bpjax.Spec()),
+            ((6, 4, 3), bpjax.Spec()),
+            ((6, 5, 4, 3), bpjax.Spec("tanh", "identity", "quadratic_half")),
+            ((6, 4, 3), bpjax.Spec("relu", "softmax", "log_likelihood")),
+        ],
+        [((6, 5, 4, 3), bpjax.Spec("tanh", "identity", "quadratic_half"))],
+        several=True,
+    ),
 )
 def test_network_cost_on_grid_equals_the_cost_at_each_grid_point(x64, key, sizes, spec):
     params, xs, ys = random_problem(3, sizes, batch=9, dtype=jnp.float64)

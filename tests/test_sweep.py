@@ -65,7 +65,7 @@ SWEEPS = [  # optimizer, schedule, one order per run, gradient method, model
 @pytest.mark.parametrize(
     "name, schedule, per_run_order, method, spec",
     [
-        s if i < 3 else pytest.param(*s, marks=pytest.mark.slow)  # each compiles two programs
+        s if i < 1 else pytest.param(*s, marks=pytest.mark.slow)  # each compiles two programs
         for i, s in enumerate(SWEEPS)
     ],
 )
@@ -100,6 +100,7 @@ def test_sweep_equals_separate_runs(x64, name, schedule, per_run_order, method, 
     assert len(np.unique(np.round(final_cost, 10))) == 4
 
 
+@pytest.mark.slow  # two epochs of six runs, then six plain trainings
 def test_sweep_runs_match_a_plain_optax_training(x64):
     """A run inside the sweep is exactly the run bpjax.train would do with optax.adam(lr)."""
     from bpjax.train import make_sgd_epoch, make_train_step
@@ -131,6 +132,7 @@ def test_sweep_runs_match_a_plain_optax_training(x64):
 
 
 @pytest.mark.parametrize("method", ["autodiff", pytest.param("backprop", marks=pytest.mark.slow)])
+@pytest.mark.slow  # a sweep and a separate run
 def test_a_diverging_run_is_flagged_as_the_separate_run_is(method):
     """``finite`` comes from the costs and one check of the final params (no per-step check):
     the same flags as bpjax.train's checked steps, run by run."""
@@ -155,6 +157,7 @@ def test_a_diverging_run_is_flagged_as_the_separate_run_is(method):
     assert not np.isfinite(np.asarray(together.params[0]["w"][1])).all()
 
 
+@pytest.mark.slow  # compiles and reads the HLO
 def test_one_order_makes_the_first_layer_one_matrix_product():
     """With one batch order and bpjax's network the R first-layer products w x^T are one
     (R n_1, n_in) @ (n_in, B) product; through bpjax.train's step (method="backprop") they are
@@ -173,6 +176,7 @@ def test_one_order_makes_the_first_layer_one_matrix_product():
     assert wide not in program("autodiff", seed_keys([4, 5, 6]))  # one order a run: R products
 
 
+@pytest.mark.slow  # two sweeps
 def test_shard_runs_on_one_device_is_the_plain_sweep():
     x, labels, eval_sets = toy_data(jnp.float32)
     args = (make_sweep_optimizer("sgd"), init_fn_for(jnp.float32), [0.1, 1.0], seed_keys([0, 1]))

@@ -14,7 +14,7 @@ import bpjax
 from bpjax import train
 from bpjax.data import load_mnist
 from bpjax.spec import Spec
-from tests.helpers import max_rel_err, random_problem
+from tests.helpers import max_rel_err, random_problem, tiered
 
 
 def problem(n=240, sizes=(20, 8, 6, 10), seed=0, dtype=jnp.float32):
@@ -37,7 +37,7 @@ def test_train_step_lowers_the_cost_on_a_fixed_batch(method, optimizer):
     assert float(bpjax.cost(params, x, y)) < 0.9 * before
 
 
-@pytest.mark.parametrize("batch_size", [1, 7, 40])
+@pytest.mark.parametrize("batch_size", tiered([1, 7, 40], [7]))
 def test_scan_epoch_equals_a_python_loop_of_the_same_steps(batch_size):
     params, x, labels = problem(n=120)
     opt = optax.sgd(0.5)
@@ -70,7 +70,7 @@ def test_autodiff_and_backprop_give_the_same_trajectory(x64):
     np.testing.assert_allclose(results["backprop"][1], results["autodiff"][1], rtol=1e-10)
 
 
-@pytest.mark.parametrize("chunk_size", [1000, 300, 64, 7])
+@pytest.mark.parametrize("chunk_size", tiered([1000, 300, 64, 7], [64]))
 def test_chunked_full_batch_gradient_equals_unchunked(x64, chunk_size):
     params, x, labels = problem(n=300, dtype=jnp.float64)
     for method in bpjax.EXAMPLE_METHODS:
@@ -82,6 +82,7 @@ def test_chunked_full_batch_gradient_equals_unchunked(x64, chunk_size):
         assert max_rel_err(g, jax.grad(bpjax.cost)(params, x, y)) < 1e-12
 
 
+@pytest.mark.slow  # a compiled full-batch step
 def test_full_batch_step_equals_an_optax_sgd_step_on_the_full_gradient(x64):
     params, x, labels = problem(n=250, dtype=jnp.float64)
     opt = optax.sgd(2.0)
@@ -118,7 +119,7 @@ SPECS = [
 ]
 
 
-@pytest.mark.parametrize("spec", SPECS, ids=str)
+@pytest.mark.parametrize("spec", tiered(SPECS, SPECS[1:2]), ids=str)
 def test_train_step_evaluate_and_full_batch_step_follow_the_spec(x64, spec):
     params, x, labels = problem(n=100, sizes=(6, 5, 4), dtype=jnp.float64)
     y = bpjax.one_hot(labels, 4, dtype=jnp.float64)
@@ -199,6 +200,7 @@ def test_all_finite_flags_nan_and_inf_but_not_huge_values():
         assert bool(jax.jit(train.all_finite)(tree)) is finite
 
 
+@pytest.mark.slow  # one more compiled epoch
 def test_donated_epoch_gives_the_same_result():
     params, x, labels = problem(n=40)
     tx = optax.sgd(1.0)
@@ -234,6 +236,7 @@ def test_epoch_finite_flags_are_per_step_exact_when_params_diverge_mid_epoch():
     np.testing.assert_array_equal(m["finite"], flags)
 
 
+@pytest.mark.slow  # a vmapped epoch
 def test_vmapped_epochs_flag_each_run_as_alone():
     params, x, labels, tx = _diverging_problem()
     step = train.make_train_step(tx)
