@@ -334,6 +334,20 @@ def sweep(s: Settings, data: Data, peak: float) -> dict:
     }
 
 
+def _json_from_subprocess(cmd: list[str]) -> dict:
+    """Run ``cmd`` from the repository root; its last stdout line as JSON, or ``{"error"}``."""
+    proc = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    )
+    if proc.returncode:
+        return {"error": portable(proc.stderr[-2000:])}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def _sweep_split(s: Settings, n_lrs: int, n_seeds: int) -> dict:
     """``impls.time_sharded_sweep`` over 2 CPU devices in a fresh process (the device count is
     fixed at JAX start-up)."""
@@ -344,16 +358,9 @@ def _sweep_split(s: Settings, n_lrs: int, n_seeds: int) -> dict:
         f"print(json.dumps(impls.time_sharded_sweep(2, {n_lrs}, {n_seeds}, {examples}, "
         f"{max(2, s.repeats // 2)})))"
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        env=os.environ.copy(),
-        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-    )
-    if proc.returncode:
-        return {"error": portable(proc.stderr[-2000:])}
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result = _json_from_subprocess([sys.executable, "-c", code])
+    if "error" in result:
+        return result
     result["note"] = "2 forced CPU devices on this machine's 2 shared cores: shows it runs"
     return result
 
@@ -369,17 +376,10 @@ def time_to_accuracy(s: Settings) -> dict:
         if s.quick:
             cmd += ["--max-epochs", "1"]
         t0 = time.perf_counter()
-        proc = subprocess.run(
-            cmd,
-            capture_output=True,
-            text=True,
-            env=os.environ.copy(),
-            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-        )
+        result = _json_from_subprocess(cmd)
         wall = time.perf_counter() - t0
-        if proc.returncode:
-            return {"error": portable(proc.stderr[-2000:])}
-        result = json.loads(proc.stdout.strip().splitlines()[-1])
+        if "error" in result:
+            return result
         result["process_wall_s"] = wall
         results.append(result)
     reached = [r["seconds_to_target"] for r in results if r["reached"]]
@@ -400,16 +400,7 @@ def devices(s: Settings) -> dict:
     cmd = [sys.executable, "-m", "benchmarks.devices", "--repeats", str(max(2, s.repeats // 2))]
     if s.quick:
         cmd += ["--devices", "1,2", "--examples", "3000", "--repeats", "1"]
-    proc = subprocess.run(
-        cmd,
-        capture_output=True,
-        text=True,
-        env=os.environ.copy(),
-        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-    )
-    if proc.returncode:
-        return {"error": portable(proc.stderr[-2000:])}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return _json_from_subprocess(cmd)
 
 
 # --- the changes, one at a time ------------------------------------------------------------------
