@@ -48,11 +48,11 @@ MUTANTS = [
     ),
     Mutant(
         "shuffle_off",
-        "the in-graph epoch shuffle skipped: every epoch in the same order",
-        "bpjax/train.py",
-        "    for _ in range(rounds):",
-        "    for _ in range(0):",
-        ("tests/test_train.py", "-k", "scan_epoch_equals_a_python_loop"),
+        "the shuffle returns the examples in index order: every epoch the same batches",
+        "bpjax/data/batching.py",
+        "        order = moved if order is None else order[moved]",
+        "        order = position if order is None else order",
+        ("tests/test_data_batching.py", "-k", "equally_likely"),
     ),
     Mutant(
         "params_finite_stub",
@@ -167,6 +167,8 @@ def run(mutant: Mutant) -> str:
             "pytest",
             "-q",
             "-x",
+            "-n",
+            "0",  # one process: with workers, -x reports an interrupted run (exit 2)
             "-rf",
             "-p",
             "no:cacheprovider",
