@@ -1,9 +1,9 @@
 """Strict numerics for every test: implicit rank promotion raises, so shape bugs cannot hide.
 
 The suite compiles thousands of small programs and few run long, so it asks XLA's CPU backend
-for its cheap code generation (no expensive LLVM passes): about a third less CPU time. This
-changes how fast the code runs, not what it computes (no fast-math). Experiments and benchmarks
-keep XLA's defaults. Set BPJAX_TEST_XLA_DEFAULTS=1 to run the suite with them too.
+for its cheap code generation (no expensive LLVM passes): about a third less CPU time; fast-math
+stays off. Experiments and benchmarks keep XLA's defaults. Set BPJAX_TEST_XLA_DEFAULTS=1 to run
+the suite with them too.
 
 Full MNIST for the tests: ../shared/data/mnist beside the checkout, if it exists and
 $BPJAX_DATA_DIR is not already set (the library itself never looks there).
