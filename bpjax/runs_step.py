@@ -19,7 +19,7 @@ import optax
 
 from bpjax.checks import check_batch
 from bpjax.spec import DEFAULT_SPEC, Spec
-from bpjax.train import ApplyFn, make_train_step
+from bpjax.train import ApplyFn, apply_gradient, make_train_step
 
 # (params, opt_state, xb, yb) -> (params, opt_state, cost (R,)) for all R runs; xb (B, n_in) and
 # yb (B, n_out) shared by the runs, or (R, B, n_in) and (R, B, n_out), one batch a run.
@@ -118,9 +118,10 @@ def make_runs_step(
 
     grad_fn = jax.grad(total_cost, has_aux=True)
 
-    def update(grads, opt_state, params):  # one run's optimizer update, as bpjax.train's step
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state
+    def update(
+        grads, opt_state, params
+    ):  # one run's update: bpjax.train's, argument order for vmap
+        return apply_gradient(optimizer, params, opt_state, grads)
 
     def runs_step(params, opt_state, xb, yb):
         # One batch a run shares no product between runs: the vmapped step is as fast there

@@ -24,7 +24,8 @@ def make_chunk(step, batch_size: int, n: int, n_classes: int = 10):
 
     def one_run(params, opt_state, x, labels, order, offset, k):
         dtype = input_dtype(params, x)
-        full = (as_inputs(x, dtype), one_hot(labels, n_classes, dtype=dtype))
+        if batch_size == n:  # every step on all of x: scaled and one-hot once, not per step
+            full = (as_inputs(x, dtype), one_hot(labels, n_classes, dtype=dtype))
 
         def body(j, carry):
             params, opt_state, total = carry
