@@ -5,19 +5,37 @@ for its cheap code generation (no expensive LLVM passes): about a third less CPU
 stays off. Experiments and benchmarks keep XLA's defaults. Set BPJAX_TEST_XLA_DEFAULTS=1 to run
 the suite with them too.
 
+One persistent compilation cache for the session, in a temporary directory: the xdist workers
+and the experiments the tests start as subprocesses compile many of the same programs (every run
+of an experiment compiles its steps and evaluation again), and a program compiled once is read
+back after that. (No size limit: with one, jax rescans the whole directory on every write.)
+Set JAX_COMPILATION_CACHE_DIR yourself to keep one across sessions.
+
 Full MNIST for the tests: ../shared/data/mnist beside the checkout, if it exists and
 $BPJAX_DATA_DIR is not already set (the library itself never looks there).
 """
 
+import atexit
 import os
+import shutil
+import sys
+import tempfile
 from pathlib import Path
-
-import jax
-import pytest
 
 _CHEAP_COMPILE = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
 if not os.environ.get("BPJAX_TEST_XLA_DEFAULTS"):  # before jax starts its backend; subprocesses too
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_CHEAP_COMPILE}".strip()
+
+# Set in the controller before jax is imported; workers and subprocesses inherit the variables.
+if not os.environ.get("PYTEST_XDIST_WORKER") and "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    _CACHE = tempfile.mkdtemp(prefix="bpjax-tests-jax-cache-")
+    atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = _CACHE
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+
+assert "jax" not in sys.modules, "conftest sets jax's environment before jax is imported"
+import jax  # noqa: E402
+import pytest  # noqa: E402
 
 _SHARED_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
 if _SHARED_MNIST.is_dir():
