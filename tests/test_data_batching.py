@@ -49,6 +49,7 @@ def test_every_example_lands_in_every_position_equally_often(n):
     assert stats.chisquare(counts.ravel()).pvalue > P_MIN
 
 
+@pytest.mark.slow  # many shuffles
 def test_pairs_are_ordered_either_way_equally_often_and_neighbours_are_uncorrelated():
     n, count = 70_000, 40  # 4 radix passes of 15-bit digits
     perms = many_shuffles(n, count, seed=1)

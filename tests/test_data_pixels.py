@@ -53,6 +53,7 @@ def test_scaling_to_half_precision_is_within_rounding():
     np.testing.assert_allclose(got.astype(np.float32), ALL / 255.0, rtol=2**-8)
 
 
+@pytest.mark.slow  # a compile per drawn width
 @settings(max_examples=10, deadline=None)
 @given(n=st.integers(0, 9), n_in=st.integers(1, 13), seed=st.integers(0, 2**31))
 def test_pack_then_unpack_is_the_identity_for_any_width(n, n_in, seed):
@@ -86,6 +87,7 @@ def test_packed_images_are_a_pytree_with_static_width():
     np.testing.assert_array_equal(rows, as_inputs(packed, jnp.float32))
 
 
+@pytest.mark.slow  # a compile per form and op
 def test_take_and_slice_rows_keep_the_form_and_pick_the_same_images():
     pixels = random_pixels(20, 10)
     idx = jnp.array([3, 17, 0, 3])
@@ -150,6 +152,7 @@ def test_pixels_of_inverts_the_float_images_exactly_and_rejects_other_floats():
         device_images(pixels, "bogus")
 
 
+@pytest.mark.slow  # every split in every form
 def test_device_arrays_hold_every_split_in_the_asked_form():
     splits = Splits(
         random_pixels(30, 784, 1), np.arange(30) % 10, random_pixels(8, 784, 2), np.arange(8) % 10
@@ -172,6 +175,7 @@ def test_device_arrays_hold_every_split_in_the_asked_form():
 # --- bpjax.train reads every form: the same inputs, so the same trajectory ----------------------
 
 
+@pytest.mark.slow  # an epoch compiled per form
 def test_an_epoch_on_any_form_follows_the_float32_trajectory_bit_for_bit():
     pixels = random_pixels(200, 784, 1)
     labels = jnp.asarray(np.arange(200) % 10)

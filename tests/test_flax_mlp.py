@@ -82,6 +82,7 @@ def test_training_with_another_spec_than_the_apply_fn_was_built_for_is_refused()
         make_train_step(optax.sgd(1.0), apply_fn=apply_fn)
 
 
+@pytest.mark.slow  # two train steps compiled
 def test_training_step_follows_the_pure_network(x64):
     """Five adam steps through make_train_step(apply_fn=...) == five steps of bpjax's network."""
     params, xs, ys = random_problem(4, SIZES, batch=8, dtype=jnp.float64)
@@ -130,6 +131,7 @@ def test_flax_sweep_matches_pure_sweep():
     assert max_rel_err(to_bpjax(flax_run.params), pure_run.params) < 1e-4
 
 
+@pytest.mark.slow  # flax init compiled
 def test_module_built_directly_has_flax_init():
     model = MLP(SIZES, rngs=nnx.Rngs(0))
     params = to_bpjax(nnx.state(model, nnx.Param))

@@ -38,6 +38,7 @@ def test_gradient_moments_in_chunks_equal_the_direct_mean_and_variance(x64, chun
     np.testing.assert_allclose(moments.total_variance(), total, rtol=1e-10)
 
 
+@pytest.mark.slow  # two precisions, a naive reference
 def test_gradient_moments_stay_accurate_in_float32_when_examples_nearly_agree():
     """Near-copies of one example: the gradients' mean is ~1e3 times their spread, so
     E[g^2] - E[g]^2 cancels in float32; the chunked, centred merge must not."""
@@ -83,6 +84,7 @@ def test_the_expected_minibatch_error_is_exact_over_all_subsets(x64):
     assert float(gn.expected_minibatch_error(total_variance, n, n)) == 0.0
 
 
+@pytest.mark.slow  # a direct loop over mini-batches
 def test_minibatch_agreement_against_direct_computation(x64):
     n = 12
     params, xs, ys = random_problem(6, (5, 4, 3), batch=n, dtype=jnp.float64)

@@ -46,6 +46,7 @@ def test_pca_plane_has_orthonormal_axes_and_the_variance_of_an_eigendecompositio
         np.testing.assert_allclose(abs(float(axis @ vec)), 1.0, rtol=1e-10)  # up to sign
 
 
+@pytest.mark.slow  # another PCA compile
 def test_points_on_a_plane_project_exactly_and_explain_all_the_variance(x64, key):
     points, _, axes = points_in_a_plane(key, 10)
     plane = landscape.pca_plane(points)
@@ -86,6 +87,7 @@ def test_pca_axes_point_away_from_the_first_point(x64, seed):
     np.testing.assert_allclose(np.abs(np.sum(plane.axes * other.axes, axis=1)), 1.0, rtol=1e-10)
 
 
+@pytest.mark.slow  # another PCA compile
 def test_points_on_a_line_give_a_zero_second_axis_not_nan(x64, key):
     direction = jax.random.normal(key, (P,), dtype=jnp.float64)
     points = jnp.linspace(-1.0, 2.0, 5)[:, None] * direction[None]
@@ -96,6 +98,7 @@ def test_points_on_a_line_give_a_zero_second_axis_not_nan(x64, key):
     np.testing.assert_allclose(plane.axes[1], 0.0, atol=1e-6)
 
 
+@pytest.mark.slow  # a round trip per snapshot
 def test_flatten_snapshots_round_trips_the_params(key):
     snaps = [bpjax.init_params(k, (4, 3, 2)) for k in jax.random.split(key, 3)]
     rows, unravel = landscape.flatten_snapshots(snaps)
@@ -117,6 +120,7 @@ def test_grid_around_spans_the_points_with_the_margin(x64, key, n, pad):
         np.testing.assert_allclose(np.diff(grid), (hi - lo + 2 * margin) / (n - 1), rtol=1e-9)
 
 
+@pytest.mark.slow  # a direct loop over the grid
 def test_cost_on_grid_equals_a_direct_loop(x64, key):
     params, xs, ys = random_problem(0, (5, 4, 3), batch=8, dtype=jnp.float64)
     snaps = [
@@ -165,6 +169,7 @@ def test_network_cost_on_grid_equals_the_cost_at_each_grid_point(x64, key, sizes
     np.testing.assert_allclose(fast(plane, us, vs), direct, rtol=1e-12)
 
 
+@pytest.mark.slow  # paths, plane and grid compiled
 def test_plane_view_is_the_plane_of_all_paths_and_its_cost_grid(x64, key):
     params, xs, ys = random_problem(1, (5, 4, 3), batch=8, dtype=jnp.float64)
     _, unravel = landscape.flatten_snapshots([params])

@@ -56,6 +56,7 @@ def test_scan_epoch_equals_a_python_loop_of_the_same_steps(batch_size):
     chex.assert_trees_all_close(p_scan, p_loop, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow  # two compiled epochs
 def test_autodiff_and_backprop_give_the_same_trajectory(x64):
     params, x, labels = problem(n=300, dtype=jnp.float64)
     opt = optax.sgd(3.0)
@@ -70,7 +71,7 @@ def test_autodiff_and_backprop_give_the_same_trajectory(x64):
     np.testing.assert_allclose(results["backprop"][1], results["autodiff"][1], rtol=1e-10)
 
 
-@pytest.mark.parametrize("chunk_size", tiered([1000, 300, 64, 7], [64]))
+@pytest.mark.parametrize("chunk_size", tiered([1000, 300, 64, 7], []))
 def test_chunked_full_batch_gradient_equals_unchunked(x64, chunk_size):
     params, x, labels = problem(n=300, dtype=jnp.float64)
     for method in bpjax.EXAMPLE_METHODS:
@@ -223,6 +224,7 @@ def _diverging_problem():
     return jax.tree.map(jnp.asarray, params), jnp.asarray(x), jnp.asarray(labels), tx
 
 
+@pytest.mark.slow  # a compiled epoch
 def test_epoch_finite_flags_are_per_step_exact_when_params_diverge_mid_epoch():
     params, x, labels, tx = _diverging_problem()
     step = train.make_train_step(tx)

@@ -144,7 +144,7 @@ def cost_after(params, first, a, y, spec):
     return spec.cost_function.cost(z, a, y)
 
 
-@pytest.mark.parametrize("spec", tiered(SPECS, SPECS[1:3]), ids=str)
+@pytest.mark.parametrize("spec", tiered(SPECS, SPECS[1:2]), ids=str)
 def test_every_route_against_autodiff_for_each_spec(x64, spec):
     """The spec's wish list: nudges = -jax.grad; each desire = -jax.grad of the cost w.r.t. the
     activations; route 1 = the desire through jax.vjp of the activation function."""
