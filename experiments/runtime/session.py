@@ -15,8 +15,9 @@
 4. calls ``run(cfg, ctx)``; ``ctx`` (a ``Context``) checkpoints every ``--checkpoint-every``
    epochs, restores on ``--resume``, turns SIGINT/SIGTERM into a checkpoint and exit 130/143,
    and a divergence into the last good checkpoint and exit 3;
-5. writes ``results.json`` atomically, then the plots (a plotting failure is reported and
-   leaves the results; ``--replot RUN_DIR`` redraws them from results.json alone).
+5. writes ``results.json`` atomically, then the plots unless ``--no-plots`` (a plotting
+   failure is reported and leaves the results; ``--replot RUN_DIR`` redraws them from
+   results.json alone).
 
 Every failure the user can cause ends in one line ``<prog>: error: ...``: exit 2 for a config
 that cannot run, 1 for a data or file-system problem (unreadable file, disk full), 3 for
@@ -165,13 +166,21 @@ def _run(exp: Experiment, argv, prog: str) -> dict | None:
                 "default": None,
                 "help": "redraw the plots of a finished run from its results.json",
             },
-        )
+        ),
+        (
+            ("--no-plots",),
+            {
+                "action": "store_true",
+                "help": "write the results but no figures (draw them later with --replot)",
+            },
+        ),
     ]
     parser = cli.build_parser(exp.config, prog, exp.description, extra)
     given = vars(parser.parse_args(argv))
     replot_dir = given.pop("replot", None)
+    plots = not given.pop("no_plots", False)
     if replot_dir is not None:
-        if given:
+        if given or not plots:
             raise ConfigError("--replot takes no other flags")
         replot(exp, Path(replot_dir))
         print(f"plots redrawn in {replot_dir}")
@@ -244,7 +253,7 @@ def _run(exp: Experiment, argv, prog: str) -> dict | None:
                 signal.signal(s, h)
         results = {"experiment": exp.name, **results, "timing_s": ctx.timing}
         run.write_json(rundir.RESULTS, results)
-        if exp.plot is not None:
+        if exp.plot is not None and plots:
             t0 = time.perf_counter()
             _plot(exp, rundir.read_json(run.path / rundir.RESULTS), run.path)
             results["timing_s"]["plots"] = time.perf_counter() - t0
