@@ -197,8 +197,10 @@ def save_figure(fig, path: Path, dpi: int = 110) -> Path:
     import matplotlib.pyplot as plt
 
     buf = io.BytesIO()
+    # A figure with a layout engine is laid out already; "tight" would draw it once more.
+    tight = None if fig.get_layout_engine() is not None else "tight"
     try:
-        fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+        fig.savefig(buf, format="png", dpi=dpi, bbox_inches=tight)
     finally:
         plt.close(fig)
     return atomic_write_bytes(path, buf.getvalue())
