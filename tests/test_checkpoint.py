@@ -173,11 +173,19 @@ DAMAGE = {
 }
 
 
+@pytest.fixture(scope="module")
+def three_steps(tmp_path_factory) -> Path:
+    """Steps 1, 2, 3 saved once for the module; tests damage copies of it."""
+    directory = tmp_path_factory.mktemp("three_steps")
+    save_steps(directory, [1, 2, 3])
+    return directory
+
+
 @pytest.mark.parametrize("damage, reason", DAMAGE.values(), ids=DAMAGE.keys())
 def test_a_damaged_latest_falls_back_to_the_previous_one_with_one_warning(
-    tmp_path, capfd, damage, reason
+    tmp_path, capfd, three_steps, damage, reason
 ):
-    save_steps(tmp_path, [1, 2, 3])
+    shutil.copytree(three_steps, tmp_path, dirs_exist_ok=True)
     damage(tmp_path / "3")
     before = listing(tmp_path)
     found = checkpoint.latest_intact(tmp_path, like_fn)
