@@ -41,7 +41,7 @@ SECTIONS = (
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="small data and few repeats (a smoke run)")
-    p.add_argument("--repeats", type=int, default=None, help="timed repeats (default 7; quick 2)")
+    p.add_argument("--repeats", type=int, default=None, help="timed repeats (default 7; quick 1)")
     p.add_argument("--threads", type=int, default=1, help="XLA/BLAS threads (default 1)")
     p.add_argument(
         "--sections",
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> dict:
     s = sections.Settings.make(args.quick, args.repeats, args.threads)
     load0 = open("/proc/loadavg").read().split()[:3]
     ds = load_mnist(verbose=False)
-    n = 3000 if args.quick else len(ds.y_train)
+    n = sections.QUICK_EXAMPLES if args.quick else len(ds.y_train)
     data = impls.make_data(ds.x_train[:n], ds.y_train[:n])
 
     results: dict = {

@@ -32,6 +32,7 @@ HEADLINE = "bpjax"  # autodiff, packed images (device_arrays' default), one lax.
 FLOAT32 = "bpjax, float32 images"  # the same, on the float32 images of a Dataset
 PLAIN_JAX = "plain JAX: jit(grad) in lax.scan, float32"
 PROBLEMS = (Problem((784, 16, 16, 10), 100), Problem((784, 30, 10), 10))
+QUICK_EXAMPLES = 2000  # the smoke run's training examples (compiles dominate its time)
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ class Settings:
     def make(cls, quick: bool, repeats: int | None, threads: int) -> Settings:
         counts = tuple(sorted({1, threads, 2})) if not quick else (threads,)
         if quick:
-            return cls(True, repeats or 2, 500, 1000, 200, 1000, counts)
+            return cls(True, repeats or 1, 200, 500, 100, 500, counts)
         return cls(False, repeats or 7, 3000, 6000, 1000, 12000, counts)
 
 
@@ -351,7 +352,7 @@ def _json_from_subprocess(cmd: list[str]) -> dict:
 def _sweep_split(s: Settings, n_lrs: int, n_seeds: int) -> dict:
     """``impls.time_sharded_sweep`` over 2 CPU devices in a fresh process (the device count is
     fixed at JAX start-up)."""
-    examples = 3000 if s.quick else 12_000
+    examples = QUICK_EXAMPLES if s.quick else 12_000
     code = (
         "import json, jax; jax.config.update('jax_num_cpu_devices', 2); "
         "from benchmarks import impls; "
@@ -399,7 +400,7 @@ def devices(s: Settings) -> dict:
     """``benchmarks.devices`` in a fresh process (the device count is fixed at JAX start-up)."""
     cmd = [sys.executable, "-m", "benchmarks.devices", "--repeats", str(max(2, s.repeats // 2))]
     if s.quick:
-        cmd += ["--devices", "1,2", "--examples", "3000", "--repeats", "1"]
+        cmd += ["--devices", "1,2", "--examples", str(QUICK_EXAMPLES), "--repeats", "1"]
     return _json_from_subprocess(cmd)
 
 

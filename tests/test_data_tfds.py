@@ -236,18 +236,38 @@ def test_valid_idx_files_that_are_not_mnist_fail_tfds_checksums_clearly(tmp_path
     )
 
 
+# The first digits of each real IDX file: what the faked download serves (see below).
+DOWNLOAD_SUBSET = {"train": 1_000, "t10k": 500}
+
+
+def write_idx_head(src_gz, dst, n: int) -> None:
+    """The IDX file `src_gz` (gzipped) cut to its first `n` examples, its header's count set
+    to `n`, written uncompressed to `dst` (what tfds's download_and_extract returns)."""
+    raw = gzip.decompress(src_gz.read_bytes())
+    n_dims = raw[3]  # magic: 0, 0, dtype, number of dimensions
+    dims = np.frombuffer(raw[4 : 4 + 4 * n_dims], ">u4").copy()
+    header = 4 + 4 * n_dims
+    row = int(np.prod(dims[1:]))
+    dims[0] = n
+    dst.write_bytes(raw[:4] + dims.astype(">u4").tobytes() + raw[header : header + n * row])
+
+
 @needs_tf
 @pytest.mark.slow
 @pytest.mark.skipif(not HAS_REAL, reason="real MNIST IDX files not found: set $BPJAX_DATA_DIR")
 def test_download_true_prepares_from_what_tfds_downloads(tmp_path, monkeypatch):
     """load_mnist("tfds", download=True) with no IDX directory lets tfds download the four
-    files; the download is replaced by the real files, so nothing touches the network."""
+    files; the download is replaced by the real files' first digits (tfds's mnist builder is
+    told the smaller counts), so nothing touches the network and preparing takes seconds. The
+    full preparation is checked against the IDX files by the tfds_copy tests above."""
     from tensorflow_datasets.core.download.download_manager import DownloadManager
+    from tensorflow_datasets.image_classification import mnist as tfds_mnist
 
     extracted = tmp_path / "extracted"
     extracted.mkdir()
     for gz in REAL_DIR.glob("*-ubyte.gz"):
-        (extracted / gz.name.removesuffix(".gz")).write_bytes(gzip.decompress(gz.read_bytes()))
+        n = DOWNLOAD_SUBSET[gz.name.split("-", 1)[0]]
+        write_idx_head(gz, extracted / gz.name.removesuffix(".gz"), n)
     requested = []
 
     def fake_download_and_extract(self, urls):
@@ -257,12 +277,20 @@ def test_download_true_prepares_from_what_tfds_downloads(tmp_path, monkeypatch):
         }
 
     monkeypatch.setattr(DownloadManager, "download_and_extract", fake_download_and_extract)
+    monkeypatch.setattr(tfds_mnist, "_TRAIN_EXAMPLES", DOWNLOAD_SUBSET["train"])
+    monkeypatch.setattr(tfds_mnist, "_TEST_EXAMPLES", DOWNLOAD_SUBSET["t10k"])
     monkeypatch.delenv("BPJAX_DATA_DIR", raising=False)
     with network_forbidden():
         ds = load_mnist("tfds", tfds_dir=tmp_path / "tfds", download=True, verbose=False)
     assert sorted(url.rsplit("/", 1)[-1] for url in requested) == sorted(
         p.name for p in REAL_DIR.glob("*-ubyte.gz")
     )
-    assert ds.x_train.shape == (60_000, 784) and ds.x_test.shape == (10_000, 784)
+    n_train, n_test = DOWNLOAD_SUBSET["train"], DOWNLOAD_SUBSET["t10k"]
+    assert ds.x_train.shape == (n_train, 784) and ds.x_test.shape == (n_test, 784)
     idx = load_mnist("idx", REAL_DIR, verbose=False)
-    assert example_digest(ds.x_test, ds.y_test) == example_digest(idx.x_test, idx.y_test)
+    assert example_digest(ds.x_test, ds.y_test) == example_digest(
+        idx.x_test[:n_test], idx.y_test[:n_test]
+    )
+    assert example_digest(ds.x_train, ds.y_train) == example_digest(
+        idx.x_train[:n_train], idx.y_train[:n_train]
+    )

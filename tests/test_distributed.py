@@ -29,7 +29,15 @@ TOL = 1e-5  # float32, reductions in another order; a wrong scale of the gradien
 
 def env() -> dict[str, str]:
     e = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu")
-    e.pop("XLA_FLAGS", None)  # the subprocesses set their own device counts
+    # The suite's XLA flags (tests/conftest.py: cheap compiles) stay; a device count goes, as
+    # the subprocesses set their own.
+    flags = [
+        f
+        for f in e.pop("XLA_FLAGS", "").split()
+        if not f.startswith("--xla_force_host_platform_device_count")
+    ]
+    if flags:
+        e["XLA_FLAGS"] = " ".join(flags)
     return e
 
 
@@ -193,6 +201,8 @@ def test_killed_run_on_two_devices_resumes_bit_identically(tmp_path):
     finally:
         proc.kill()
         proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
     resumed = run_cli("--resume", killed)
     _, err = resumed.communicate(timeout=TIMEOUT_S)
     assert resumed.returncode == 0 and "resuming from checkpoint 1" in err, err

@@ -270,12 +270,9 @@ def test_bad_sweeps_fail_clearly(trainer, change, message):
 
 @pytest.fixture(scope="module")
 def eight(tmp_path_factory):
-    env = dict(
-        os.environ,
-        PYTHONPATH=str(ROOT),
-        JAX_PLATFORMS="cpu",
-        XLA_FLAGS="--xla_force_host_platform_device_count=8",
-    )
+    # The suite's XLA flags (tests/conftest.py: cheap compiles) kept, the device count added.
+    xla_flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=8"
+    env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu", XLA_FLAGS=xla_flags.strip())
     done = subprocess.run(
         [
             sys.executable,
