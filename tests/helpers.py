@@ -1,5 +1,10 @@
 """Small helpers shared by the tests."""
 
+import json
+import os
+import shutil
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -45,3 +50,22 @@ def tiered(values, fast, several=False):
         return pytest.param(*(v if several else (v,)), marks=pytest.mark.slow)
 
     return [v if v in fast else slow(v) for v in values]
+
+
+def made_once(tmp_path_factory, name: str, make):
+    """``(directory, value)``: ``value = make(directory)`` (JSON-able) run once per test session
+    however many xdist workers ask; the first one makes it under a file lock, the others wait
+    and reuse it (pytest-xdist's recipe for session fixtures). For the costly set-ups several
+    workers' tests share: a TFDS preparation, an 8-device subprocess."""
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the workers' common base
+    directory, done = root / name, root / f"{name}.json"
+    with FileLock(f"{root / name}.lock"):
+        if not done.exists():
+            shutil.rmtree(directory, ignore_errors=True)
+            directory.mkdir()
+            done.write_text(json.dumps(make(directory)))
+    return Path(directory), json.loads(done.read_text())

@@ -11,6 +11,7 @@ import inspect
 import json
 import socket
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,6 +25,7 @@ from bpjax.data import (
     load_tfds,
     prepare_tfds,
 )
+from tests.helpers import made_once
 
 HAS_TF = importlib.util.find_spec("tensorflow") is not None
 NO_TF = "TensorFlow is not installed; preparing TFDS mnist needs it (pip install 'bpjax[tfds]')"
@@ -65,17 +67,21 @@ def network_forbidden():
 
 @pytest.fixture(scope="session")
 def tfds_copy(tmp_path_factory):
-    """(tfds_dir, version dir, seconds): TFDS mnist prepared once from the real IDX files."""
+    """(tfds_dir, version dir, seconds): TFDS mnist prepared once per session (whichever
+    worker asks first) from the real IDX files."""
     if not HAS_TF:
         pytest.skip(NO_TF)
     if not HAS_REAL:
         pytest.skip("real MNIST IDX files not found: set $BPJAX_DATA_DIR")
-    root = tmp_path_factory.mktemp("tfds")
-    with network_forbidden():
-        start = time.perf_counter()
-        path = prepare_tfds(root, REAL_DIR)
-        seconds = time.perf_counter() - start
-    return root, path, seconds
+
+    def prepare(root):
+        with network_forbidden():
+            start = time.perf_counter()
+            path = prepare_tfds(root, REAL_DIR)
+            return [str(path), time.perf_counter() - start]
+
+    root, (path, seconds) = made_once(tmp_path_factory, "tfds_copy", prepare)
+    return root, Path(path), seconds
 
 
 # -- real data ---------------------------------------------------------------------------

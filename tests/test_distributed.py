@@ -21,6 +21,7 @@ import pytest
 
 from experiments import train
 from experiments import train_distributed as td
+from tests.helpers import made_once
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT_S = 900  # the 8-device worker compiles a dozen programs
@@ -53,17 +54,21 @@ def rel_err(a: dict, b: dict) -> float:
 
 @pytest.fixture(scope="module")
 def eight(tmp_path_factory):
-    out = tmp_path_factory.mktemp("eight")
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "tests" / "distributed_worker.py"), str(out)],
-        cwd=ROOT,
-        env=env(),
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT_S,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    """The worker's measurements, run once per session (whichever xdist worker asks first)."""
+
+    def run_worker(out):
+        done = subprocess.run(
+            [sys.executable, str(ROOT / "tests" / "distributed_worker.py"), str(out)],
+            cwd=ROOT,
+            env=env(),
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT_S,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    return made_once(tmp_path_factory, "distributed_eight", run_worker)[1]
 
 
 @pytest.mark.slow

@@ -26,7 +26,7 @@ from bpjax.sweep import (
     train_sequential,
     train_sweep,
 )
-from tests.helpers import max_rel_err
+from tests.helpers import made_once, max_rel_err
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = (8, 6, 5, 3)
@@ -270,23 +270,24 @@ def test_bad_sweeps_fail_clearly(trainer, change, message):
 
 @pytest.fixture(scope="module")
 def eight(tmp_path_factory):
+    """The worker's measurements, run once per session (whichever xdist worker asks first)."""
     # The suite's XLA flags (tests/conftest.py: cheap compiles) kept, the device count added.
     xla_flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=8"
     env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu", XLA_FLAGS=xla_flags.strip())
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "tests" / "sweep_worker.py"),
-            str(tmp_path_factory.mktemp("w")),
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+
+    def run_worker(out):
+        done = subprocess.run(
+            [sys.executable, str(ROOT / "tests" / "sweep_worker.py"), str(out)],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    return made_once(tmp_path_factory, "sweep_eight", run_worker)[1]
 
 
 @pytest.mark.slow
