@@ -198,7 +198,9 @@ def test_out_that_cannot_be_used_is_refused_and_nothing_is_overwritten(tmp_path,
 
 
 @pytest.mark.slow  # runs experiments.train as a user does
-def test_out_in_use_by_a_live_run_is_refused(tmp_path, capsys):
+def test_out_in_use_by_a_live_run_is_refused_and_once_killed_it_resumes_from_the_start(
+    tmp_path, capsys
+):
     out = tmp_path / "run"
     with paused_run(*QUICK, "--out", out, at=1):
         # Empty but for what the first run wrote: refused as in use or not empty, never shared.
@@ -206,6 +208,11 @@ def test_out_in_use_by_a_live_run_is_refused(tmp_path, capsys):
         assert "in use" in line or "not empty" in line
         line = one_error_line(run_main(capsys, "--resume", out))
         assert "in use" in line
+    # Killed before its first checkpoint; a resumable flag is accepted.
+    resumed = run_main(capsys, "--resume", out, "--keep-checkpoints", "3")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "no checkpoint yet" in resumed.stderr
+    assert [r["epoch"] for r in _history(out)] == [1, 2, 3]
 
 
 @pytest.mark.slow  # runs experiments.train as a user does
