@@ -39,7 +39,7 @@ def run_cli(*args, env=None, cwd=ROOT, timeout=300):
     )
 
 
-def run_main(capsys, *args, module=None):
+def run_main(capsys, *args, module=None, plots=True):
     """``main(ARGS)`` in this process (what ``python -m`` calls), as a ``CompletedProcess``:
     the exit status (0 when ``main`` returns) and what it printed. For the tests whose subject
     is not a process of its own; an uncaught exception fails the test as a traceback would."""
@@ -47,12 +47,22 @@ def run_main(capsys, *args, module=None):
         from experiments import train as module
     capsys.readouterr()  # only this call's output
     try:
-        module.main([*map(str, args)])
+        with contextlib.nullcontext() if plots else without_plots(module):
+            module.main([*map(str, args)])
         status = 0
     except SystemExit as e:
         status = e.code
     out, err = capsys.readouterr()
     return subprocess.CompletedProcess(list(args), status, out, err)
+
+
+@contextlib.contextmanager
+def without_plots(module):
+    """Inside, ``module.main`` run in this process draws no plots: for runs of which a test
+    compares only the numbers (each experiment's end-to-end test checks its plots)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(module, "EXPERIMENT", module.EXPERIMENT._replace(plot=None))
+        yield
 
 
 def start_cli(*args, env=None, module="train"):
@@ -209,7 +219,7 @@ def test_out_in_use_by_a_live_run_is_refused_and_once_killed_it_resumes_from_the
         line = one_error_line(run_main(capsys, "--resume", out))
         assert "in use" in line
     # Killed before its first checkpoint; a resumable flag is accepted.
-    resumed = run_main(capsys, "--resume", out, "--keep-checkpoints", "3")
+    resumed = run_main(capsys, "--resume", out, "--keep-checkpoints", "3", plots=False)
     assert resumed.returncode == 0, resumed.stderr
     assert "no checkpoint yet" in resumed.stderr
     assert [r["epoch"] for r in _history(out)] == [1, 2, 3]
@@ -277,7 +287,8 @@ def whole(tmp_path_factory):
     from experiments import train
 
     out = tmp_path_factory.mktemp("whole") / "run"
-    train.main([*QUICK, "--out", str(out)])
+    with without_plots(train):
+        train.main([*QUICK, "--out", str(out)])
     return out
 
 
@@ -295,7 +306,7 @@ def killed_at_3(tmp_path_factory):
 def test_kill_9_then_resume_is_bit_identical(tmp_path, capsys, whole, killed_at_3):
     killed = tmp_path / "killed"
     shutil.copytree(killed_at_3, killed)
-    resumed = run_main(capsys, "--resume", killed)
+    resumed = run_main(capsys, "--resume", killed, plots=False)
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming from checkpoint 2" in resumed.stderr  # the last one written
     assert _without_times(whole) == _without_times(killed)
@@ -315,7 +326,7 @@ def test_signal_checkpoints_and_exits_with_a_resume_hint(tmp_path, capsys, sig, 
     assert proc.returncode == status, err
     assert "Traceback" not in err
     assert f"--resume {out}" in err.strip().splitlines()[-1]
-    resumed = run_main(capsys, "--resume", out)
+    resumed = run_main(capsys, "--resume", out, plots=False)
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming from checkpoint 2" in resumed.stderr
     assert [r["epoch"] for r in _history(out)] == [1, 2, 3]
@@ -327,7 +338,7 @@ def test_resume_refuses_a_flag_that_changes_the_numbers(tmp_path, capsys, killed
     shutil.copytree(killed_at_3, out)
     line = one_error_line(run_main(capsys, "--resume", out, "--lr", "0.1"))
     assert "--lr" in line
-    assert run_main(capsys, "--resume", out, "--keep-checkpoints", "3").returncode == 0
+    assert run_main(capsys, "--resume", out, "--keep-checkpoints", "3", plots=False).returncode == 0
 
 
 def test_positive_rate_check_names_the_flag():
@@ -370,7 +381,7 @@ def test_resume_refuses_changed_data(tmp_path, capsys):
     labels.write_bytes(original)
     link = tmp_path / "link"
     link.symlink_to(data)
-    resumed = run_main(capsys, "--resume", out, "--data-dir", f"{link}/")
+    resumed = run_main(capsys, "--resume", out, "--data-dir", f"{link}/", plots=False)
     assert resumed.returncode == 0, resumed.stderr
     assert [r["epoch"] for r in _history(out)] == [1, 2, 3]
 
@@ -404,7 +415,7 @@ def test_a_damaged_latest_checkpoint_falls_back_from_the_command_line(
         shutil.rmtree(step2 / "record")
     else:
         getattr(test_checkpoint, damage)(step2)
-    resumed = run_main(capsys, "--resume", killed)
+    resumed = run_main(capsys, "--resume", killed, plots=False)
     assert resumed.returncode == 0, resumed.stderr
     assert "checkpoint 2 is damaged" in resumed.stderr
     assert "resuming from checkpoint 1" in resumed.stderr and "Traceback" not in resumed.stderr

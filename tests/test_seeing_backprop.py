@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from test_runtime import paused_run
+from test_runtime import paused_run, without_plots
 
 from experiments import seeing_backprop as experiment
 from experiments.runtime.cli import ConfigError
@@ -104,7 +104,7 @@ def test_quick_run_end_to_end(quick_run, capsys):
 
 @pytest.mark.slow
 def test_same_out_is_refused_while_running_and_a_killed_run_resumes_bit_identically(
-    quick_run, tmp_path, capsys, monkeypatch
+    quick_run, tmp_path, capsys
 ):
     whole_dir, _ = quick_run
     out = tmp_path / "killed"
@@ -114,9 +114,8 @@ def test_same_out_is_refused_while_running_and_a_killed_run_resumes_bit_identica
         assert second.value.code == 2
         last = capsys.readouterr().err.strip().splitlines()[-1]
         assert "in use" in last or "not empty" in last
-    # Only the numbers are compared: test_quick_run_end_to_end checks the figures.
-    monkeypatch.setattr(experiment, "EXPERIMENT", experiment.EXPERIMENT._replace(plot=None))
-    experiment.main(["--resume", str(out)])
+    with without_plots(experiment):  # the numbers are compared; the quick run checks the plots
+        experiment.main(["--resume", str(out)])
 
     def strip(run_dir):
         res = json.loads((run_dir / "results.json").read_text())
