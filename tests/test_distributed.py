@@ -205,9 +205,7 @@ def test_killed_run_on_two_devices_resumes_bit_identically(tmp_path):
         proc.kill()
     finally:
         proc.kill()
-        proc.wait()
-        proc.stdout.close()
-        proc.stderr.close()
+        proc.communicate()  # closes the pipes, which left open would warn
     resumed = run_cli("--resume", killed)
     _, err = resumed.communicate(timeout=TIMEOUT_S)
     assert resumed.returncode == 0 and "resuming from checkpoint 1" in err, err

@@ -13,8 +13,14 @@ ARGS = ["--quick", "--source", "mnist5k", "--epochs", "2", "--path-every", "20"]
 
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory):
+    """Two runs of ``ARGS`` (in process): their directories and results. Only the first draws
+    its plots; the second is there for its numbers."""
+    from test_runtime import without_plots
+
     dirs = [tmp_path_factory.mktemp("run") / "out" for _ in range(2)]
-    results = [gd_vs_sgd.main([*ARGS, "--out", str(d)]) for d in dirs]
+    results = [gd_vs_sgd.main([*ARGS, "--out", str(dirs[0])])]
+    with without_plots(gd_vs_sgd):
+        results.append(gd_vs_sgd.main([*ARGS, "--out", str(dirs[1])]))
     return dirs, results
 
 
@@ -132,27 +138,24 @@ def _cli(*args, env=None):
     )
 
 
+def _without_times(rows):
+    return [{k: v for k, v in r.items() if k != "train_time_s"} for r in rows]
+
+
 @pytest.mark.slow
-def test_killed_in_the_gd_phase_and_resumed_is_bit_identical(tmp_path):
-    """kill -9 at GD step 1 (checkpoint 2 + 1 = 3 not yet written), then --resume."""
-    import signal
+def test_killed_in_the_gd_phase_and_resumed_is_bit_identical(two_runs, tmp_path):
+    """kill -9 at GD step 1 (checkpoint 2 + 1 = 3 not yet written), then --resume. The
+    uninterrupted run is ``two_runs``'s: checkpoints do not change the numbers."""
+    from test_runtime import paused_run, without_plots
 
-    from test_runtime import wait_for
-
-    args = [*ARGS, "--checkpoint-every", "1"]
-    whole = gd_vs_sgd.main([*args, "--out", str(tmp_path / "whole")])
-    proc = _cli(*args, "--out", tmp_path / "killed", env={"BPJAX_TEST_PAUSE_AT": "3"})
-    wait_for(proc, "paused at 3")
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    proc.stdout.close()  # the pipes, left open, would warn
-    proc.stderr.close()
-    resumed = gd_vs_sgd.main(["--resume", str(tmp_path / "killed")])
-    strip = ("train_time_s",)
+    _, (whole, _) = two_runs
+    killed = tmp_path / "killed"
+    with paused_run(*ARGS, "--checkpoint-every", "1", "--out", killed, at=3, module="gd_vs_sgd"):
+        pass
+    with without_plots(gd_vs_sgd):
+        resumed = gd_vs_sgd.main(["--resume", str(killed)])
     for name in ("sgd", "gd"):
-        assert [{k: v for k, v in r.items() if k not in strip} for r in whole["history"][name]] == [
-            {k: v for k, v in r.items() if k not in strip} for r in resumed["history"][name]
-        ]
+        assert _without_times(whole["history"][name]) == _without_times(resumed["history"][name])
     for name in ("gd", "sgd_first_epoch"):  # the first-epoch path comes from the checkpoint
         np.testing.assert_array_equal(
             resumed["trajectory"]["whole"]["coords"][name],
@@ -268,26 +271,35 @@ def test_compute_to_a_level_is_interpolated_between_evaluations(level, want):
     assert got["best"] == 0.95 and got["examples_total"] == 200
 
 
+# Small enough to be quick, big enough for every phase: --validation 1000 leaves 3,000 training
+# digits, 30 SGD steps an epoch.
+TO_TARGET = [
+    *ARGS,
+    "--to-target",
+    "--validation",
+    "1000",
+    "--gd-budget",
+    "20",
+    "--sgd-lrs",
+    "1,6",
+    "--gd-lrs",
+    "0.3,3",
+]
+
+
+@pytest.fixture(scope="module")
+def to_target_run(tmp_path_factory):
+    """One uninterrupted ``TO_TARGET`` run (in process): its directory and results."""
+    out = tmp_path_factory.mktemp("to_target") / "run"
+    return out, gd_vs_sgd.main([*TO_TARGET, "--out", str(out)])
+
+
 @pytest.mark.slow
-def test_to_target_tunes_on_validation_and_tabulates_compute(tmp_path):
-    results = gd_vs_sgd.main(
-        [
-            *ARGS,
-            "--to-target",
-            "--validation",
-            "1000",
-            "--gd-budget",
-            "30",
-            "--sgd-lrs",
-            "1,6",
-            "--gd-lrs",
-            "0.3,3",
-            "--out",
-            str(tmp_path / "run"),
-        ]
-    )
+def test_to_target_tunes_on_validation_and_tabulates_compute(to_target_run):
+    run_dir, results = to_target_run
     tt = results["to_target"]
-    for arm, lrs, budget in (("sgd", [1.0, 6.0], 2 * 30), ("gd", [0.3, 3.0], 30)):
+    sgd_budget, gd_budget = 2 * 3000 // 100, 20  # SGD: --epochs x steps an epoch
+    for arm, lrs, budget in (("sgd", [1.0, 6.0], sgd_budget), ("gd", [0.3, 3.0], gd_budget)):
         sel = tt[f"select_{arm}"]
         assert sel["split"] == "validation" and sel["lrs"] == lrs
         assert sel["chosen"] in lrs and tt["budget_steps"][arm] == budget
@@ -308,37 +320,23 @@ def test_to_target_tunes_on_validation_and_tabulates_compute(tmp_path):
             assert set(row[arm]) >= {"reached", "best", "examples", "seconds"}
     assert "| 90% |" in tt["table_md"] and "| 95% |" in tt["table_md"]
     for name in ("to_target_vs_examples.png", "to_target_vs_time.png"):
-        assert (tmp_path / "run" / name).stat().st_size > 0
+        assert (run_dir / name).stat().st_size > 0
 
 
 @pytest.mark.slow
-def test_killed_in_the_to_target_phase_and_resumed_reruns_only_the_cut_phase(tmp_path):
+def test_killed_in_the_to_target_phase_and_resumed_reruns_only_the_cut_phase(
+    to_target_run, tmp_path
+):
     """kill -9 before checkpoint 2E + 3 (the lone SGD run) is written, then --resume: the
     phases before come from checkpoint 2E + 2, the numbers equal an uninterrupted run's."""
-    import signal
+    from test_runtime import paused_run, without_plots
 
-    from test_runtime import wait_for
-
-    args = [
-        *ARGS,
-        "--to-target",
-        "--validation",
-        "1000",
-        "--gd-budget",
-        "20",
-        "--sgd-lrs",
-        "1,6",
-        "--gd-lrs",
-        "3",
-    ]
-    whole = gd_vs_sgd.main([*args, "--out", str(tmp_path / "whole")])
-    proc = _cli(*args, "--out", tmp_path / "killed", env={"BPJAX_TEST_PAUSE_AT": "7"})
-    wait_for(proc, "paused at 7", timeout=900)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    proc.stdout.close()  # the pipes, left open, would warn
-    proc.stderr.close()
-    resumed = gd_vs_sgd.main(["--resume", str(tmp_path / "killed")])
+    _, whole = to_target_run
+    killed = tmp_path / "killed"
+    with paused_run(*TO_TARGET, "--out", killed, at=7, module="gd_vs_sgd", timeout=900):
+        pass
+    with without_plots(gd_vs_sgd):
+        resumed = gd_vs_sgd.main(["--resume", str(killed)])
     a, b = whole["to_target"], resumed["to_target"]
     for phase in ("select_sgd", "select_gd"):
         assert a[phase]["values"] == b[phase]["values"]

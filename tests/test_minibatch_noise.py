@@ -4,19 +4,17 @@ kill -9 and resume, and a diverging learning rate."""
 
 import json
 import math
-import signal
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from test_runtime import ROOT, wait_for
+from test_runtime import paused_run, without_plots
 
 from experiments import minibatch_noise as experiment
 from experiments.runtime.cli import ConfigError
 
+MODULE = "minibatch_noise"
 ARGS = ["--quick", "--measure-batch-sizes", "1,30,1000,4000", "--draws", "12"]
 
 
@@ -152,33 +150,18 @@ def test_quick_run_end_to_end(quick_run):
 
 @pytest.mark.slow
 def test_same_out_is_refused_while_running_and_a_killed_run_resumes_bit_identically(
-    quick_run, tmp_path
+    quick_run, tmp_path, capsys
 ):
-    import os
-
     whole_dir, _ = quick_run
     out = tmp_path / "killed"
-    command = [sys.executable, "-m", "experiments.minibatch_noise", *ARGS]
-    proc = subprocess.Popen(
-        [*command, "--checkpoint-every", "2", "--out", str(out)],
-        cwd=ROOT,
-        env={**os.environ, "BPJAX_TEST_PAUSE_AT": "3"},
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        wait_for(proc, "paused at 3")
-        second = subprocess.run(
-            [*command, "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300
-        )
-        assert second.returncode == 2, second.stderr
-        last = second.stderr.strip().splitlines()[-1]
+    with paused_run(*ARGS, "--checkpoint-every", "2", "--out", out, at=3, module=MODULE):
+        with pytest.raises(SystemExit) as second:
+            experiment.main([*ARGS, "--out", str(out)])
+        assert second.value.code == 2
+        last = capsys.readouterr().err.strip().splitlines()[-1]
         assert "in use" in last or "not empty" in last
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    experiment.main(["--resume", str(out)])
+    with without_plots(experiment):  # the numbers are compared; the quick run checks the plot
+        experiment.main(["--resume", str(out)])
 
     def strip(run_dir):
         res = json.loads((run_dir / "results.json").read_text())

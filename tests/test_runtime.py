@@ -1,10 +1,16 @@
-"""The experiment runtime, through ``python -m experiments.train`` as a user runs it: one error
-path, run directories that never collide or overwrite, resume after kill -9, SIGINT/SIGTERM."""
+"""The experiment runtime, through ``experiments.train`` as a user runs it: one error path, run
+directories that never collide or overwrite, resume after kill -9, SIGINT/SIGTERM.
+
+A process of its own (``python -m``) where the process is the subject: the entry itself, kill -9,
+signals, two runs at once, a live run holding its directory. Everything else calls ``main(argv)``
+in process, which is what ``python -m`` runs."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,12 +21,14 @@ import numpy as np
 import pytest
 
 from experiments.runtime import cli, options, rundir
+from experiments.runtime.context import PAUSE_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = ["--quick", "--checkpoint-every", "1"]
 
 
 def run_cli(*args, env=None, cwd=ROOT, timeout=300):
+    """``python -m experiments.train ARGS`` in a new process, as a user runs it."""
     return subprocess.run(
         [sys.executable, "-m", "experiments.train", *map(str, args)],
         cwd=cwd,
@@ -31,13 +39,39 @@ def run_cli(*args, env=None, cwd=ROOT, timeout=300):
     )
 
 
-def start_cli(*args, env=None):
+def run_main(capsys, *args, module=None, plots=True):
+    """``main(ARGS)`` in this process (what ``python -m`` calls), as a ``CompletedProcess``:
+    the exit status (0 when ``main`` returns) and what it printed. For the tests whose subject
+    is not a process of its own; an uncaught exception fails the test as a traceback would."""
+    if module is None:
+        from experiments import train as module
+    capsys.readouterr()  # only this call's output
+    try:
+        with contextlib.nullcontext() if plots else without_plots(module):
+            module.main([*map(str, args)])
+        status = 0
+    except SystemExit as e:
+        status = e.code
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(list(args), status, out, err)
+
+
+@contextlib.contextmanager
+def without_plots(module):
+    """Inside, ``module.main`` run in this process draws no plots: for runs of which a test
+    compares only the numbers (each experiment's end-to-end test checks its plots)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(module, "EXPERIMENT", module.EXPERIMENT._replace(plot=None))
+        yield
+
+
+def start_cli(*args, env=None, module="train"):
     return subprocess.Popen(
-        [sys.executable, "-m", "experiments.train", *map(str, args)],
+        [sys.executable, "-m", f"experiments.{module}", *map(str, args)],
         cwd=ROOT,
         env={**os.environ, **(env or {})},
         stderr=subprocess.PIPE,
-        stdout=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
         text=True,
     )
 
@@ -54,6 +88,19 @@ def wait_for(proc, text: str, timeout: float = 240) -> str:
             break
     proc.kill()
     raise AssertionError(f"never saw {text!r}; stderr: {''.join(seen)}")
+
+
+@contextlib.contextmanager
+def paused_run(*args, at: int, module: str = "train", env=None, timeout: float = 240):
+    """``python -m experiments.<module> ARGS`` paused at the end of unit ``at``, before its
+    checkpoint; on leaving the block it is killed with SIGKILL (kill -9) and its pipe closed."""
+    with start_cli(*args, env={**(env or {}), PAUSE_ENV: str(at)}, module=module) as proc:
+        try:
+            wait_for(proc, f"paused at {at}", timeout)
+            yield proc
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
 
 
 def one_error_line(result, status=2):
@@ -143,36 +190,39 @@ def test_bad_flag_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, args, 
     assert not out.exists()
 
 
-@pytest.mark.slow  # runs experiments.train as a user does
-def test_out_that_cannot_be_used_is_refused_and_nothing_is_overwritten(tmp_path):
+def test_out_that_cannot_be_used_is_refused_and_nothing_is_overwritten(tmp_path, capsys):
     a_file = tmp_path / "file"
     a_file.write_text("mine")
-    assert "not a directory" in one_error_line(run_cli("--quick", "--out", a_file / "run"))
+    line = one_error_line(run_main(capsys, "--quick", "--out", a_file / "run"))
+    assert "not a directory" in line
     full = tmp_path / "full"
     full.mkdir()
     (full / "notes.txt").write_text("keep me")
-    assert "not empty" in one_error_line(run_cli("--quick", "--out", full))
+    assert "not empty" in one_error_line(run_main(capsys, "--quick", "--out", full))
     assert (full / "notes.txt").read_text() == "keep me" and len(list(full.iterdir())) == 1
     if os.geteuid() != 0:  # root writes anywhere
         locked = tmp_path / "locked"
         locked.mkdir(mode=0o500)
-        assert "not writable" in one_error_line(run_cli("--quick", "--out", locked / "run"))
+        line = one_error_line(run_main(capsys, "--quick", "--out", locked / "run"))
+        assert "not writable" in line
 
 
 @pytest.mark.slow  # runs experiments.train as a user does
-def test_out_in_use_by_a_live_run_is_refused(tmp_path):
+def test_out_in_use_by_a_live_run_is_refused_and_once_killed_it_resumes_from_the_start(
+    tmp_path, capsys
+):
     out = tmp_path / "run"
-    proc = start_cli(*QUICK, "--out", out, env={"BPJAX_TEST_PAUSE_AT": "1"})
-    try:
-        wait_for(proc, "paused at 1")
+    with paused_run(*QUICK, "--out", out, at=1):
         # Empty but for what the first run wrote: refused as in use or not empty, never shared.
-        line = one_error_line(run_cli("--quick", "--out", out))
+        line = one_error_line(run_main(capsys, "--quick", "--out", out))
         assert "in use" in line or "not empty" in line
-        line = one_error_line(run_cli("--resume", out))
+        line = one_error_line(run_main(capsys, "--resume", out))
         assert "in use" in line
-    finally:
-        proc.kill()
-        proc.wait()
+    # Killed before its first checkpoint; a resumable flag is accepted.
+    resumed = run_main(capsys, "--resume", out, "--keep-checkpoints", "3", plots=False)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "no checkpoint yet" in resumed.stderr
+    assert [r["epoch"] for r in _history(out)] == [1, 2, 3]
 
 
 @pytest.mark.slow  # runs experiments.train as a user does
@@ -195,7 +245,7 @@ def test_two_runs_started_together_get_different_directories(tmp_path):
 
 
 @pytest.mark.slow  # runs experiments.train as a user does
-def test_quick_run_writes_what_it_promises(tmp_path):
+def test_quick_run_writes_what_it_promises(tmp_path, capsys):
     out = tmp_path / "run"
     result = run_cli("--quick", "--validation", "500", "--out", out)
     assert result.returncode == 0, result.stderr
@@ -216,73 +266,79 @@ def test_quick_run_writes_what_it_promises(tmp_path):
     # The plots come back from results.json alone.
     for png in out.glob("*.png"):
         png.unlink()
-    again = subprocess.run(
-        [sys.executable, "-m", "experiments.train", "--replot", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    again = run_main(capsys, "--replot", out)
     assert again.returncode == 0, again.stderr
     assert (out / "accuracy_vs_epoch.png").is_file()
     # A finished run is not resumed.
-    assert "already finished" in one_error_line(run_cli("--resume", out))
+    assert "already finished" in one_error_line(run_main(capsys, "--resume", out))
 
 
 def _history(out):
     return json.loads((out / "results.json").read_text())["history"]
 
 
+def _without_times(out):
+    return [{k: v for k, v in r.items() if k != "train_time_s"} for r in _history(out)]
+
+
+@pytest.fixture(scope="module")
+def whole(tmp_path_factory):
+    """An uninterrupted ``QUICK`` run (in process): what every resumed run must equal."""
+    from experiments import train
+
+    out = tmp_path_factory.mktemp("whole") / "run"
+    with without_plots(train):
+        train.main([*QUICK, "--out", str(out)])
+    return out
+
+
+@pytest.fixture(scope="module")
+def killed_at_3(tmp_path_factory):
+    """A ``QUICK`` run killed with kill -9 at the end of its last epoch, 3, before checkpoint
+    3: checkpoints 1 and 2 are written. Tests resume copies of it."""
+    out = tmp_path_factory.mktemp("killed") / "run"
+    with paused_run(*QUICK, "--out", out, at=3):
+        assert (out / "checkpoints" / "2").is_dir()
+    return out
+
+
 @pytest.mark.slow  # runs experiments.train as a user does
-def test_kill_9_then_resume_is_bit_identical(tmp_path):
-    whole, killed = tmp_path / "whole", tmp_path / "killed"
-    assert run_cli(*QUICK, "--out", whole).returncode == 0
-    proc = start_cli(*QUICK, "--out", killed, env={"BPJAX_TEST_PAUSE_AT": "2"})
-    wait_for(proc, "paused at 2")
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    resumed = run_cli("--resume", killed)
+def test_kill_9_then_resume_is_bit_identical(tmp_path, capsys, whole, killed_at_3):
+    killed = tmp_path / "killed"
+    shutil.copytree(killed_at_3, killed)
+    resumed = run_main(capsys, "--resume", killed, plots=False)
     assert resumed.returncode == 0, resumed.stderr
-    assert "resuming from checkpoint 1" in resumed.stderr
-    drop = ("train_time_s",)
-    strip = [
-        [{k: v for k, v in r.items() if k not in drop} for r in _history(o)]
-        for o in (whole, killed)
-    ]
-    assert strip[0] == strip[1]
+    assert "resuming from checkpoint 2" in resumed.stderr  # the last one written
+    assert _without_times(whole) == _without_times(killed)
     a, b = np.load(whole / "params.npz"), np.load(killed / "params.npz")
     assert all(np.array_equal(a[k], b[k]) for k in a.files)
 
 
 @pytest.mark.slow  # runs experiments.train as a user does
 @pytest.mark.parametrize("sig, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_signal_checkpoints_and_exits_with_a_resume_hint(tmp_path, sig, status):
+def test_signal_checkpoints_and_exits_with_a_resume_hint(tmp_path, capsys, sig, status):
     out = tmp_path / "run"
-    proc = start_cli(
-        "--quick", "--checkpoint-every", "10", "--out", out, env={"BPJAX_TEST_PAUSE_AT": "2"}
-    )
-    wait_for(proc, "paused at 2")
-    proc.send_signal(sig)
-    _, err = proc.communicate(timeout=120)
+    args = ["--quick", "--checkpoint-every", "10", "--out", out]
+    with start_cli(*args, env={PAUSE_ENV: "2"}) as proc:
+        wait_for(proc, "paused at 2")
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=120)
     assert proc.returncode == status, err
     assert "Traceback" not in err
     assert f"--resume {out}" in err.strip().splitlines()[-1]
-    resumed = run_cli("--resume", out)
+    resumed = run_main(capsys, "--resume", out, plots=False)
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming from checkpoint 2" in resumed.stderr
     assert [r["epoch"] for r in _history(out)] == [1, 2, 3]
 
 
 @pytest.mark.slow  # runs experiments.train as a user does
-def test_resume_refuses_a_flag_that_changes_the_numbers(tmp_path):
+def test_resume_refuses_a_flag_that_changes_the_numbers(tmp_path, capsys, killed_at_3):
     out = tmp_path / "run"
-    proc = start_cli(*QUICK, "--out", out, env={"BPJAX_TEST_PAUSE_AT": "1"})
-    wait_for(proc, "paused at 1")
-    proc.kill()
-    proc.wait()
-    line = one_error_line(run_cli("--resume", out, "--lr", "0.1"))
+    shutil.copytree(killed_at_3, out)
+    line = one_error_line(run_main(capsys, "--resume", out, "--lr", "0.1"))
     assert "--lr" in line
-    assert run_cli("--resume", out, "--keep-checkpoints", "3").returncode == 0
+    assert run_main(capsys, "--resume", out, "--keep-checkpoints", "3", plots=False).returncode == 0
 
 
 def test_positive_rate_check_names_the_flag():
@@ -308,67 +364,59 @@ def _tiny_mnist(directory: Path, seed: int = 0) -> Path:
 
 
 @pytest.mark.slow
-def test_resume_refuses_changed_data(tmp_path):
+def test_resume_refuses_changed_data(tmp_path, capsys):
     data = _tiny_mnist(tmp_path / "mnist")
     out = tmp_path / "run"
     args = ["--source", "idx", "--epochs", "3", "--batch-size", "10", "--checkpoint-every", "1"]
-    proc = start_cli(*args, "--data-dir", data, "--out", out, env={"BPJAX_TEST_PAUSE_AT": "2"})
-    wait_for(proc, "paused at 2")
-    proc.kill()
-    proc.wait()
+    with paused_run(*args, "--data-dir", data, "--out", out, at=2):
+        pass
     labels = data / "train-labels-idx1-ubyte.gz"
     original = labels.read_bytes()
     # Other training labels in place: refused, naming what changed.
     _tiny_mnist(tmp_path / "other", seed=1)
     labels.write_bytes((tmp_path / "other" / labels.name).read_bytes())
-    line = one_error_line(run_cli("--resume", out))
+    line = one_error_line(run_main(capsys, "--resume", out))
     assert "data differ" in line and "training labels" in line
     # The same files under another spelling of their path are the same data.
     labels.write_bytes(original)
     link = tmp_path / "link"
     link.symlink_to(data)
-    resumed = run_cli("--resume", out, "--data-dir", f"{link}/")
+    resumed = run_main(capsys, "--resume", out, "--data-dir", f"{link}/", plots=False)
     assert resumed.returncode == 0, resumed.stderr
     assert [r["epoch"] for r in _history(out)] == [1, 2, 3]
 
 
-def test_data_dir_is_never_silently_ignored(tmp_path):
+def test_data_dir_is_never_silently_ignored(tmp_path, capsys):
     line = one_error_line(
-        run_cli("--source", "mnist5k", "--data-dir", tmp_path, "--out", tmp_path / "run")
+        run_main(capsys, "--source", "mnist5k", "--data-dir", tmp_path, "--out", tmp_path / "run")
     )
     assert "--data-dir has no effect" in line
     # --quick's embedded digits give way to the user's data: here an empty directory, refused.
-    line = one_error_line(run_cli("--quick", "--data-dir", tmp_path, "--out", tmp_path / "r2"))
+    line = one_error_line(
+        run_main(capsys, "--quick", "--data-dir", tmp_path, "--out", tmp_path / "r2")
+    )
     assert "MNIST" in line or "IDX" in line or str(tmp_path) in line
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("damage", ["flip_a_bit", "truncate", "remove_the_record"])
-def test_a_damaged_latest_checkpoint_falls_back_from_the_command_line(tmp_path, damage):
+def test_a_damaged_latest_checkpoint_falls_back_from_the_command_line(
+    tmp_path, capsys, whole, killed_at_3, damage
+):
     """kill -9 after checkpoint 2, damage it, --resume: one line names the damage, the run
     resumes from checkpoint 1 (never from the damaged state), and the results equal an
     uninterrupted run."""
-    import shutil
-
     import test_checkpoint
 
-    whole, killed = tmp_path / "whole", tmp_path / "killed"
-    assert run_cli(*QUICK, "--out", whole).returncode == 0
-    proc = start_cli(*QUICK, "--out", killed, env={"BPJAX_TEST_PAUSE_AT": "3"})
-    wait_for(proc, "paused at 3")
-    proc.kill()
-    proc.wait()
+    killed = tmp_path / "killed"
+    shutil.copytree(killed_at_3, killed)
     step2 = killed / "checkpoints" / "2"
     if damage == "remove_the_record":
         shutil.rmtree(step2 / "record")
     else:
         getattr(test_checkpoint, damage)(step2)
-    resumed = run_cli("--resume", killed)
+    resumed = run_main(capsys, "--resume", killed, plots=False)
     assert resumed.returncode == 0, resumed.stderr
     assert "checkpoint 2 is damaged" in resumed.stderr
     assert "resuming from checkpoint 1" in resumed.stderr and "Traceback" not in resumed.stderr
-    strip = [
-        [{k: v for k, v in r.items() if k != "train_time_s"} for r in _history(o)]
-        for o in (whole, killed)
-    ]
-    assert strip[0] == strip[1]
+    assert _without_times(whole) == _without_times(killed)

@@ -3,17 +3,15 @@ to end on the embedded digits, replot, a refused second run on the same --out, k
 and a diverging learning rate."""
 
 import json
-import signal
-import subprocess
-import sys
 
 import numpy as np
 import pytest
-from test_runtime import ROOT, wait_for
+from test_runtime import paused_run, without_plots
 
 from experiments import seeing_backprop as experiment
 from experiments.runtime.cli import ConfigError
 
+MODULE = "seeing_backprop"
 ARGS = ["--quick", "--digit", "7"]
 FIGURES = (
     "output_nudges.png",
@@ -23,19 +21,6 @@ FIGURES = (
     "sensitivity.png",
     "averages.png",
 )
-
-
-def cli(*args, env=None):
-    import os
-
-    return subprocess.Popen(
-        [sys.executable, "-m", "experiments.seeing_backprop", *map(str, args)],
-        cwd=ROOT,
-        env={**os.environ, **(env or {})},
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
 
 
 @pytest.mark.parametrize(
@@ -119,27 +104,18 @@ def test_quick_run_end_to_end(quick_run, capsys):
 
 @pytest.mark.slow
 def test_same_out_is_refused_while_running_and_a_killed_run_resumes_bit_identically(
-    quick_run, tmp_path
+    quick_run, tmp_path, capsys
 ):
     whole_dir, _ = quick_run
     out = tmp_path / "killed"
-    proc = cli(*ARGS, "--checkpoint-every", "1", "--out", out, env={"BPJAX_TEST_PAUSE_AT": "2"})
-    try:
-        wait_for(proc, "paused at 2")
-        second = subprocess.run(
-            [sys.executable, "-m", "experiments.seeing_backprop", *ARGS, "--out", str(out)],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert second.returncode == 2, second.stderr
-        last = second.stderr.strip().splitlines()[-1]
+    with paused_run(*ARGS, "--checkpoint-every", "1", "--out", out, at=2, module=MODULE):
+        with pytest.raises(SystemExit) as second:
+            experiment.main([*ARGS, "--out", str(out)])
+        assert second.value.code == 2
+        last = capsys.readouterr().err.strip().splitlines()[-1]
         assert "in use" in last or "not empty" in last
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    experiment.main(["--resume", str(out)])
+    with without_plots(experiment):  # the numbers are compared; the quick run checks the plots
+        experiment.main(["--resume", str(out)])
 
     def strip(run_dir):
         res = json.loads((run_dir / "results.json").read_text())
