@@ -198,17 +198,16 @@ def _strip(results):
 def test_kill_9_mid_sweep_then_resume_is_bit_identical(tmp_path, capsys):
     """2 epochs of sgd (steps 1-2) then adam (3-4): killed at 4, before checkpoint 4, the resumed
     run continues adam from epoch 1 (checkpoint 3)."""
-    from test_runtime import paused_run, without_plots
+    from test_runtime import paused_run
 
     args = [*SMALL, "--epochs", "2"]
-    with without_plots(co):  # the numbers are compared; test_quick_run_* checks the plots
-        co.main([*args, "--out", str(tmp_path / "whole")])
+    # The numbers are compared; test_quick_run_* checks the plots.
+    co.main(["--no-plots", *args, "--out", str(tmp_path / "whole")])
     killed = tmp_path / "killed"
     with paused_run(*args, "--out", killed, at=4, module="compare_optimizers", timeout=600):
         pass
     capsys.readouterr()
-    with without_plots(co):
-        co.main(["--resume", str(killed)])
+    co.main(["--no-plots", "--resume", str(killed)])
     err = capsys.readouterr().err
     assert "resuming from checkpoint 3" in err and "sgd:" not in err
     whole, resumed = (

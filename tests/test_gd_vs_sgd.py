@@ -15,12 +15,9 @@ ARGS = ["--quick", "--source", "mnist5k", "--epochs", "2", "--path-every", "20"]
 def two_runs(tmp_path_factory):
     """Two runs of ``ARGS`` (in process): their directories and results. Only the first draws
     its plots; the second is there for its numbers."""
-    from test_runtime import without_plots
-
     dirs = [tmp_path_factory.mktemp("run") / "out" for _ in range(2)]
     results = [gd_vs_sgd.main([*ARGS, "--out", str(dirs[0])])]
-    with without_plots(gd_vs_sgd):
-        results.append(gd_vs_sgd.main([*ARGS, "--out", str(dirs[1])]))
+    results.append(gd_vs_sgd.main(["--no-plots", *ARGS, "--out", str(dirs[1])]))
     return dirs, results
 
 
@@ -146,14 +143,13 @@ def _without_times(rows):
 def test_killed_in_the_gd_phase_and_resumed_is_bit_identical(two_runs, tmp_path):
     """kill -9 at GD step 1 (checkpoint 2 + 1 = 3 not yet written), then --resume. The
     uninterrupted run is ``two_runs``'s: checkpoints do not change the numbers."""
-    from test_runtime import paused_run, without_plots
+    from test_runtime import paused_run
 
     _, (whole, _) = two_runs
     killed = tmp_path / "killed"
     with paused_run(*ARGS, "--checkpoint-every", "1", "--out", killed, at=3, module="gd_vs_sgd"):
         pass
-    with without_plots(gd_vs_sgd):
-        resumed = gd_vs_sgd.main(["--resume", str(killed)])
+    resumed = gd_vs_sgd.main(["--no-plots", "--resume", str(killed)])
     for name in ("sgd", "gd"):
         assert _without_times(whole["history"][name]) == _without_times(resumed["history"][name])
     for name in ("gd", "sgd_first_epoch"):  # the first-epoch path comes from the checkpoint
@@ -329,14 +325,13 @@ def test_killed_in_the_to_target_phase_and_resumed_reruns_only_the_cut_phase(
 ):
     """kill -9 before checkpoint 2E + 3 (the lone SGD run) is written, then --resume: the
     phases before come from checkpoint 2E + 2, the numbers equal an uninterrupted run's."""
-    from test_runtime import paused_run, without_plots
+    from test_runtime import paused_run
 
     _, whole = to_target_run
     killed = tmp_path / "killed"
     with paused_run(*TO_TARGET, "--out", killed, at=7, module="gd_vs_sgd", timeout=900):
         pass
-    with without_plots(gd_vs_sgd):
-        resumed = gd_vs_sgd.main(["--resume", str(killed)])
+    resumed = gd_vs_sgd.main(["--no-plots", "--resume", str(killed)])
     a, b = whole["to_target"], resumed["to_target"]
     for phase in ("select_sgd", "select_gd"):
         assert a[phase]["values"] == b[phase]["values"]

@@ -47,22 +47,12 @@ def run_main(capsys, *args, module=None, plots=True):
         from experiments import train as module
     capsys.readouterr()  # only this call's output
     try:
-        with contextlib.nullcontext() if plots else without_plots(module):
-            module.main([*map(str, args)])
+        module.main([*map(str, args), *([] if plots else ["--no-plots"])])
         status = 0
     except SystemExit as e:
         status = e.code
     out, err = capsys.readouterr()
     return subprocess.CompletedProcess(list(args), status, out, err)
-
-
-@contextlib.contextmanager
-def without_plots(module):
-    """Inside, ``module.main`` run in this process draws no plots: for runs of which a test
-    compares only the numbers (each experiment's end-to-end test checks its plots)."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(module, "EXPERIMENT", module.EXPERIMENT._replace(plot=None))
-        yield
 
 
 def start_cli(*args, env=None, module="train"):
@@ -287,9 +277,21 @@ def whole(tmp_path_factory):
     from experiments import train
 
     out = tmp_path_factory.mktemp("whole") / "run"
-    with without_plots(train):
-        train.main([*QUICK, "--out", str(out)])
+    train.main(["--no-plots", *QUICK, "--out", str(out)])
     return out
+
+
+@pytest.mark.slow  # uses the module's uninterrupted run
+def test_no_plots_writes_the_results_and_replot_draws_them_later(whole, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(whole, run)
+    assert (run / "results.json").is_file() and not list(run.glob("*.png"))
+    again = run_main(capsys, "--replot", run)
+    assert again.returncode == 0, again.stderr
+    assert (run / "cost_vs_epoch.png").stat().st_size > 1000
+    assert "--replot takes no other flags" in one_error_line(
+        run_main(capsys, "--replot", run, "--no-plots")
+    )
 
 
 @pytest.fixture(scope="module")
