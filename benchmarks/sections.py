@@ -346,7 +346,10 @@ def _json_from_subprocess(cmd: list[str]) -> dict:
     )
     if proc.returncode:
         return {"error": portable(proc.stderr[-2000:])}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    try:
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+    except (IndexError, json.JSONDecodeError):  # a section's failure must not end the run
+        return {"error": f"no JSON line on stdout: {portable(proc.stdout[-500:])!r}"}
 
 
 def _sweep_split(s: Settings, n_lrs: int, n_seeds: int) -> dict:

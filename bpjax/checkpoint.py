@@ -536,9 +536,3 @@ def unstack(stacked) -> list:
     host = jax.tree.map(np.asarray, stacked)
     n = jax.tree.leaves(host)[0].shape[0]
     return [jax.tree.map(lambda a, i=i: jnp.asarray(a[i]), host) for i in range(n)]
-
-
-def stacked_like(tree, n: int):
-    """The ``ShapeDtypeStruct`` pytree of ``stack`` applied to ``n`` trees shaped like ``tree``
-    (for a ``like_fn`` restoring stacked snapshots)."""
-    return jax.tree.map(lambda a: jax.ShapeDtypeStruct((n, *a.shape), a.dtype), tree)

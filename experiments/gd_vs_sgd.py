@@ -63,8 +63,8 @@ class Config(
 ):
     checkpoint_every: int = flag(
         30,
-        "checkpoint every k epochs (and at the end of each method's run); a checkpoint takes "
-        "about as long as two SGD epochs here",
+        "checkpoint every k epochs (and at the end of each method's run); a checkpoint is "
+        "written and read back to verify it, about as long as a few SGD epochs of 784-16-16-10",
         resumable=True,
     )
     gd_lr: float = flag(3.0, "full-batch gradient descent's learning rate (constant)")

@@ -18,7 +18,6 @@ $BPJAX_DATA_DIR is not already set (the library itself never looks there).
 import atexit
 import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
@@ -26,16 +25,22 @@ _CHEAP_COMPILE = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensiv
 if not os.environ.get("BPJAX_TEST_XLA_DEFAULTS"):  # before jax starts its backend; subprocesses too
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_CHEAP_COMPILE}".strip()
 
-# Set in the controller before jax is imported; workers and subprocesses inherit the variables.
+# Made by the controller; the workers and the subprocesses inherit the variables.
 if not os.environ.get("PYTEST_XDIST_WORKER") and "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     _CACHE = tempfile.mkdtemp(prefix="bpjax-tests-jax-cache-")
     atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
     os.environ["JAX_COMPILATION_CACHE_DIR"] = _CACHE
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
-assert "jax" not in sys.modules, "conftest sets jax's environment before jax is imported"
 import jax  # noqa: E402
 import pytest  # noqa: E402
+
+# jax reads these variables when it is imported; a plugin may have imported it before this file.
+jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
+jax.config.update(
+    "jax_persistent_cache_min_compile_time_secs",
+    float(os.environ.get("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "1")),
+)
 
 _SHARED_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
 if _SHARED_MNIST.is_dir():

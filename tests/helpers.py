@@ -3,7 +3,6 @@
 import json
 import os
 import shutil
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -68,4 +67,4 @@ def made_once(tmp_path_factory, name: str, make):
             shutil.rmtree(directory, ignore_errors=True)
             directory.mkdir()
             done.write_text(json.dumps(make(directory)))
-    return Path(directory), json.loads(done.read_text())
+    return directory, json.loads(done.read_text())

@@ -24,6 +24,8 @@ from bpjax.data import (
     load_mnist,
     load_tfds,
     prepare_tfds,
+    read_idx,
+    write_idx,
 )
 from tests.helpers import made_once
 
@@ -246,18 +248,6 @@ def test_valid_idx_files_that_are_not_mnist_fail_tfds_checksums_clearly(tmp_path
 DOWNLOAD_SUBSET = {"train": 1_000, "t10k": 500}
 
 
-def write_idx_head(src_gz, dst, n: int) -> None:
-    """The IDX file `src_gz` (gzipped) cut to its first `n` examples, its header's count set
-    to `n`, written uncompressed to `dst` (what tfds's download_and_extract returns)."""
-    raw = gzip.decompress(src_gz.read_bytes())
-    n_dims = raw[3]  # magic: 0, 0, dtype, number of dimensions
-    dims = np.frombuffer(raw[4 : 4 + 4 * n_dims], ">u4").copy()
-    header = 4 + 4 * n_dims
-    row = int(np.prod(dims[1:]))
-    dims[0] = n
-    dst.write_bytes(raw[:4] + dims.astype(">u4").tobytes() + raw[header : header + n * row])
-
-
 @needs_tf
 @pytest.mark.slow
 @pytest.mark.skipif(not HAS_REAL, reason="real MNIST IDX files not found: set $BPJAX_DATA_DIR")
@@ -273,7 +263,7 @@ def test_download_true_prepares_from_what_tfds_downloads(tmp_path, monkeypatch):
     extracted.mkdir()
     for gz in REAL_DIR.glob("*-ubyte.gz"):
         n = DOWNLOAD_SUBSET[gz.name.split("-", 1)[0]]
-        write_idx_head(gz, extracted / gz.name.removesuffix(".gz"), n)
+        write_idx(extracted / gz.name.removesuffix(".gz"), read_idx(gz)[:n])  # raw, as extracted
     requested = []
 
     def fake_download_and_extract(self, urls):

@@ -251,3 +251,17 @@ def test_a_recording_step_stops_when_its_path_is_full(key):
         rows.append(ravel_pytree(params)[0])
     assert int(state[1]) == 7
     chex.assert_trees_all_equal(state[2], jnp.stack([rows[1], rows[3]]))
+
+
+def test_recording_a_train_step_keeps_both_its_variants():
+    """sgd_epoch picks the unchecked variant (one finiteness check of the params an epoch) by
+    the step's type: the recording step must still be a TrainStep, both variants recording."""
+    params, xs, ys = random_problem(5, (4, 3), batch=2)
+    opt = optax.sgd(0.1)
+    step = landscape.record_every(train.make_train_step(opt), 1)
+    assert isinstance(step, train.TrainStep)
+    state = (opt.init(params), jnp.zeros((), jnp.int32), jnp.zeros((1, 15), jnp.float32))
+    for variant in (step.checked, step.unchecked):
+        new, (_, count, path), _ = variant(params, state, xs, ys)
+        assert int(count) == 1
+        chex.assert_trees_all_equal(path[0], ravel_pytree(new)[0])
