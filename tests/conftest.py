@@ -21,7 +21,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
-_CHEAP_COMPILE = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+_CHEAP_COMPILE = (
+    "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+    " --xla_cpu_use_fusion_emitters=false"
+)
 if not os.environ.get("BPJAX_TEST_XLA_DEFAULTS"):  # before jax starts its backend; subprocesses too
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_CHEAP_COMPILE}".strip()
 

@@ -12,9 +12,11 @@ import pytest
 
 def max_rel_err(a, b) -> float:
     """max |a - b| / max |b| over every leaf of two pytrees (0 when both are 0)."""
-    pairs = zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
-    diff = max(float(jnp.max(jnp.abs(x - y))) for x, y in pairs)
-    scale = max(float(jnp.max(jnp.abs(y))) for y in jax.tree.leaves(b))
+    # On the host: eager jnp ops would compile a program per leaf shape, which cost more than
+    # many of the tests that call this.
+    a, b = (list(map(np.asarray, jax.tree.leaves(t))) for t in (a, b))
+    diff = max(float(np.max(np.abs(x - y))) for x, y in zip(a, b, strict=True))
+    scale = max(float(np.max(np.abs(y))) for y in b)
     return diff / scale if scale > 0 else diff
 
 
@@ -27,8 +29,8 @@ def random_problem(seed, sizes, batch, dtype=jnp.float32, init="standard"):
     """
     rng = np.random.default_rng(seed)
 
-    def put(a):  # cast on the host: a device-side cast would compile a program too
-        return jnp.asarray(np.asarray(a, dtype=np.dtype(dtype)))
+    def put(a):  # cast on the host and device_put: a device-side cast, or jnp.asarray, would
+        return jax.device_put(np.asarray(a, dtype=np.dtype(dtype)))  # compile a program too
 
     params = []
     for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True):
