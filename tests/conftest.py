@@ -75,3 +75,33 @@ def strict_dtypes():
     """
     with jax.numpy_dtype_promotion("strict"):
         yield
+
+
+# The modules holding the suite's longest tests (end-to-end runs, 8-device subprocesses, the
+# TFDS preparation), run first, longest first: pytest-xdist hands each worker a contiguous
+# share of the collection and steals from the end of a queue, so a long test collected last
+# would leave the other core idle at the end. Within these modules the slow tests go first.
+# Every other module keeps its place after them; a name missing here costs only a longer tail.
+LONGEST_FIRST = (
+    "test_benchmarks.py",
+    "test_data_tfds.py",
+    "test_sweep.py",
+    "test_distributed.py",
+    "test_seeing_backprop.py",
+    "test_gd_vs_sgd.py",
+    "test_notebook.py",
+    "test_compare_optimizers.py",
+    "test_runtime.py",
+    "test_minibatch_noise.py",
+    "test_batch_size.py",
+)
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item):
+        name = item.path.name
+        if name not in LONGEST_FIRST:
+            return (len(LONGEST_FIRST), 0)
+        return (LONGEST_FIRST.index(name), 0 if item.get_closest_marker("slow") else 1)
+
+    items.sort(key=rank)  # stable: each module's tests keep their order within a rank

@@ -52,6 +52,64 @@ def bpjax_epoch(params, x, labels, batches, eta):
     return p
 
 
+# --- the runner ---------------------------------------------------------------------------------
+
+
+@pytest.mark.slow  # ~4 min: every section, small, with its subprocesses
+def test_quick_run_writes_valid_json(tmp_path):
+    out = tmp_path / "quick.json"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", "--quick", "--json", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Targets" in proc.stdout and "times faster than each reference" in proc.stdout
+    text = out.read_text()
+    results = json.loads(text)
+    for key in (
+        "machine",
+        "date",
+        "settings",
+        "versions",
+        "gemm_peak",
+        "sgd_epoch",
+        "shuffle",
+        "full_batch",
+        "compile",
+        "scaling",
+        "sweep",
+        "time_to_accuracy",
+        "devices",
+        "ablation",
+        "targets",
+    ):
+        assert key in results, key
+    # Nothing machine-specific: no absolute path of the repository or the output.
+    assert str(ROOT) not in text and str(tmp_path) not in text
+    assert results["command"].startswith("python -m benchmarks.run --quick")
+    for name in ("784-16-16-10/B=100", "784-30-10/B=10"):
+        rows = {r["impl"]: r for r in results["sgd_epoch"][name]["rows"]}
+        assert rows["bpjax"]["bpjax_speedup"] == 1.0
+        assert {"bpjax, float32 images", "plain JAX: jit(grad) in lax.scan, float32"} <= set(rows)
+        assert any(k.startswith("NumPy matrix") for k in rows)
+        assert any(k.startswith("NumPy per-example loop") for k in rows)
+        for r in rows.values():
+            assert r["ms"] > 0 and r["examples_per_s"] > 0 and r["gflops"] > 0
+        if torch_eager.available():
+            assert any(k.startswith("PyTorch eager") for k in rows)
+    assert results["sweep"]["speedup"] > 0
+    assert all({"target", "met", "measured"} <= set(t) for t in results["targets"])
+    assert all(r["speedup"] > 0 for r in results["shuffle"]["rows"])
+    summary = report.main([str(out), "--out", str(tmp_path / "summary.md")])
+    assert summary == (tmp_path / "summary.md").read_text()
+    assert "| 784-16-16-10/B=100 | bpjax | " in summary and "plain JAX" in summary
+
+
 # --- the references compute bpjax's gradient and step -------------------------------------------
 
 
@@ -212,61 +270,3 @@ def test_the_benchmark_cases_run_every_implementation_on_the_same_problem():
         impls.shuffle_case(60, "bpjax.data.shuffle"),
     ):
         case.run()
-
-
-# --- the runner ---------------------------------------------------------------------------------
-
-
-@pytest.mark.slow  # ~4 min: every section, small, with its subprocesses
-def test_quick_run_writes_valid_json(tmp_path):
-    out = tmp_path / "quick.json"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.run", "--quick", "--json", str(out)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1800,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "Targets" in proc.stdout and "times faster than each reference" in proc.stdout
-    text = out.read_text()
-    results = json.loads(text)
-    for key in (
-        "machine",
-        "date",
-        "settings",
-        "versions",
-        "gemm_peak",
-        "sgd_epoch",
-        "shuffle",
-        "full_batch",
-        "compile",
-        "scaling",
-        "sweep",
-        "time_to_accuracy",
-        "devices",
-        "ablation",
-        "targets",
-    ):
-        assert key in results, key
-    # Nothing machine-specific: no absolute path of the repository or the output.
-    assert str(ROOT) not in text and str(tmp_path) not in text
-    assert results["command"].startswith("python -m benchmarks.run --quick")
-    for name in ("784-16-16-10/B=100", "784-30-10/B=10"):
-        rows = {r["impl"]: r for r in results["sgd_epoch"][name]["rows"]}
-        assert rows["bpjax"]["bpjax_speedup"] == 1.0
-        assert {"bpjax, float32 images", "plain JAX: jit(grad) in lax.scan, float32"} <= set(rows)
-        assert any(k.startswith("NumPy matrix") for k in rows)
-        assert any(k.startswith("NumPy per-example loop") for k in rows)
-        for r in rows.values():
-            assert r["ms"] > 0 and r["examples_per_s"] > 0 and r["gflops"] > 0
-        if torch_eager.available():
-            assert any(k.startswith("PyTorch eager") for k in rows)
-    assert results["sweep"]["speedup"] > 0
-    assert all({"target", "met", "measured"} <= set(t) for t in results["targets"])
-    assert all(r["speedup"] > 0 for r in results["shuffle"]["rows"])
-    summary = report.main([str(out), "--out", str(tmp_path / "summary.md")])
-    assert summary == (tmp_path / "summary.md").read_text()
-    assert "| 784-16-16-10/B=100 | bpjax | " in summary and "plain JAX" in summary

@@ -10,13 +10,20 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scipy import stats
 
 from bpjax.data import batching, epoch_batches, shuffle
 
 # A uniform shuffle fails these chi-square tests with probability P_MIN each; a biased one (a
 # pass that ignores its digit, a tie rule applied too often) fails them surely at these sizes.
 P_MIN = 1e-4
+
+
+def stats():
+    """scipy.stats, imported when a test needs it (about 1 s: every xdist worker collects this
+    module)."""
+    from scipy import stats
+
+    return stats
 
 
 def many_shuffles(n: int, count: int, seed: int = 0) -> np.ndarray:
@@ -37,7 +44,7 @@ def test_all_120_orders_of_5_are_equally_likely(monkeypatch, radix):
         monkeypatch.setattr(batching, "_MAX_RADIX_PASSES", 0)
     counts = permutation_counts(many_shuffles(5, 24_000))
     assert counts.min() > 0
-    assert stats.chisquare(counts).pvalue > P_MIN
+    assert stats().chisquare(counts).pvalue > P_MIN
 
 
 @pytest.mark.parametrize("n", [64, 300])  # 2 radix passes each: the composition is exercised
@@ -46,7 +53,7 @@ def test_every_example_lands_in_every_position_equally_often(n):
     # counts[i, j]: how often example i landed in position j; expected 6000 / n each.
     counts = np.zeros((n, n), np.int64)
     np.add.at(counts, (perms, np.arange(n)[None, :]), 1)
-    assert stats.chisquare(counts.ravel()).pvalue > P_MIN
+    assert stats().chisquare(counts.ravel()).pvalue > P_MIN
 
 
 @pytest.mark.slow  # many shuffles
@@ -57,7 +64,7 @@ def test_pairs_are_ordered_either_way_equally_often_and_neighbours_are_uncorrela
     # Each of n - 1 index-adjacent pairs (i, i + 1): i before i + 1 half the time. A tie rule
     # (index order) applied too often would push this up.
     before = (position[:, :-1] < position[:, 1:]).sum()
-    assert stats.binomtest(int(before), count * (n - 1)).pvalue > P_MIN
+    assert stats().binomtest(int(before), count * (n - 1)).pvalue > P_MIN
     # Neighbouring positions hold unrelated examples: their index correlation is ~N(0, 1/n).
     r = [np.corrcoef(p[:-1], p[1:])[0, 1] for p in perms]
     assert abs(np.mean(r)) * np.sqrt(count * n) < 4.5

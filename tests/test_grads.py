@@ -30,6 +30,8 @@ GRAD_OF_COST = jax.jit(jax.grad(bpjax.cost))
 GRAD = jax.jit(jax.grad(bpjax.example_cost))
 PER_EXAMPLE_AUTODIFF = jax.jit(jax.vmap(jax.grad(bpjax.example_cost), in_axes=(None, 0, 0)))
 EXAMPLE_GRAD = jax.jit(bpjax.example_grad, static_argnums=3)
+FORWARD_TRACE = jax.jit(jax.vmap(bpjax.forward_trace, in_axes=(None, 0)))
+COST_AND_GRAD = jax.jit(jax.value_and_grad(bpjax.cost), static_argnames="spec")
 
 
 @pytest.mark.parametrize("method", bpjax.EXAMPLE_METHODS)
@@ -117,19 +119,18 @@ def test_gradients_at_saturated_sigmoids_equal_a_float64_autodiff_reference(meth
     number, when the true gradients are all below it)."""
     params, xs, ys = random_problem(7, (8, 6, 3), batch=5)
     params = jax.tree.map(lambda p: scale * p, params)
-    zs, _ = jax.vmap(bpjax.forward_trace, in_axes=(None, 0))(params, xs)
-    assert all(float(jnp.mean(jnp.abs(z) > 30)) >= 0.3 for z in zs)  # saturated
-    grads = bpjax.per_example_grads(params, xs, ys, method=method)
-    mean = bpjax.mean_grad(params, xs, ys, method=method)
+    zs, _ = FORWARD_TRACE(params, xs)
+    assert all(np.mean(np.abs(z) > 30) >= 0.3 for z in zs)  # saturated
+    grads = PER_EXAMPLE(params, xs, ys, method=method)
+    mean = MEAN_GRAD(params, xs, ys, method=method)
     chex.assert_tree_all_finite((grads, mean))
-    tiny = float(jnp.finfo(jnp.float32).tiny)
+    tiny = float(np.finfo(np.float32).tiny)
     with jax.enable_x64(True):
-        p64, x64_, y64 = jax.tree.map(lambda t: t.astype(jnp.float64), (params, xs, ys))
-        ref = jax.vmap(jax.grad(bpjax.example_cost), in_axes=(None, 0, 0))(p64, x64_, y64)
-        ref_mean = jax.grad(bpjax.cost)(p64, x64_, y64)
+        p64, x64_, y64 = jax.tree.map(lambda t: np.asarray(t, np.float64), (params, xs, ys))
+        ref = PER_EXAMPLE_AUTODIFF(p64, x64_, y64)
+        ref_mean = GRAD_OF_COST(p64, x64_, y64)
         for got, want in ((grads, ref), (mean, ref_mean)):
-            got = jax.tree.map(lambda t: t.astype(jnp.float64), got)
-            peak = max(float(jnp.max(jnp.abs(g))) for g in jax.tree.leaves(want))
+            peak = max(float(np.max(np.abs(g))) for g in jax.tree.leaves(want))
             assert max_abs_err(got, want) <= 1e-4 * peak + tiny
 
 
@@ -162,17 +163,18 @@ SPECS = [
 def test_every_grad_method_follows_the_spec(x64, spec, method):
     params, x, y = random_problem(0, (6, 5, 4), batch=30, dtype=jnp.float64)
     c, g = jax.jit(make_grad_fn(method, spec=spec))(params, x, y)
-    np.testing.assert_allclose(c, bpjax.cost(params, x, y, spec=spec), rtol=1e-13)
-    assert max_rel_err(g, jax.grad(lambda p: bpjax.cost(p, x, y, spec=spec))(params)) < 1e-10
+    cost, grad = COST_AND_GRAD(params, x, y, spec=spec)
+    np.testing.assert_allclose(c, cost, rtol=1e-13)
+    assert max_rel_err(g, grad) < 1e-10
 
 
 @pytest.mark.parametrize("method", [m for m in bpjax.METHODS if m.startswith("vmap")])
 def test_per_example_methods_equal_the_plain_vmap_grad_average(x64, method):
     params, xs, ys = random_problem(0, (20, 8, 6, 10), batch=33, dtype=jnp.float64)
-    plain = jax.tree.map(lambda g: g.mean(0), bpjax.per_example_grads(params, xs, ys, "autodiff"))
+    plain = jax.tree.map(lambda g: g.mean(0), PER_EXAMPLE(params, xs, ys, method="autodiff"))
     cost, grads = jax.jit(make_grad_fn(method))(params, xs, ys)
     assert max_rel_err(grads, plain) < 1e-12
-    np.testing.assert_allclose(cost, bpjax.cost(params, xs, ys), rtol=1e-12)
+    np.testing.assert_allclose(cost, COST_AND_GRAD(params, xs, ys)[0], rtol=1e-12)
 
 
 def test_backprop_with_an_apply_fn_is_refused():
