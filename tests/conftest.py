@@ -1,9 +1,9 @@
 """Strict numerics for every test: implicit rank promotion raises, so shape bugs cannot hide.
 
 The suite compiles thousands of small programs and few run long, so it asks XLA's CPU backend
-for its cheap code generation (no expensive LLVM passes): about a third less CPU time; fast-math
-stays off. Experiments and benchmarks keep XLA's defaults. Set BPJAX_TEST_XLA_DEFAULTS=1 to run
-the suite with them too.
+for its cheap code generation (no expensive LLVM passes, the older fusion emitters): about half
+the compile time; fast-math stays off. Experiments and benchmarks keep XLA's defaults. Set
+BPJAX_TEST_XLA_DEFAULTS=1 to run the suite with them too.
 
 One persistent compilation cache for the session, in a temporary directory: the xdist workers
 and the experiments the tests start as subprocesses compile many of the same programs (every run

@@ -158,8 +158,15 @@ SPECS = [
 ]
 
 
-@pytest.mark.parametrize("spec", SPECS, ids=str)
-@pytest.mark.parametrize("method", bpjax.METHODS)
+@pytest.mark.parametrize(
+    "method, spec",
+    tiered(
+        [(m, s) for m in bpjax.METHODS for s in SPECS],
+        [(m, SPECS[i % len(SPECS)]) for i, m in enumerate(bpjax.METHODS)],  # each method once
+        several=True,
+    ),
+    ids=str,
+)
 def test_every_grad_method_follows_the_spec(x64, spec, method):
     params, x, y = random_problem(0, (6, 5, 4), batch=30, dtype=jnp.float64)
     c, g = jax.jit(make_grad_fn(method, spec=spec))(params, x, y)

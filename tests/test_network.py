@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import bpjax
-from tests.helpers import random_problem
+from tests.helpers import random_problem, tiered
 
 pytestmark = pytest.mark.usefixtures("strict_dtypes")
 
@@ -49,7 +49,7 @@ def test_forward_trace_matches_the_math():
     np.testing.assert_allclose(bpjax.forward(params, xs[0]), activations[-1])
 
 
-@pytest.mark.parametrize("batch", [1, 7, 64])
+@pytest.mark.parametrize("batch", tiered([1, 7, 64], [7]))
 def test_forward_batch_and_predict_are_forward_per_example(batch):
     params, xs, _ = random_problem(1, (784, 16, 16, 10), batch=batch)
     out = bpjax.forward_batch(params, xs)

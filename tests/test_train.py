@@ -23,9 +23,16 @@ def problem(n=240, sizes=(20, 8, 6, 10), seed=0, dtype=jnp.float32):
     return params, x, labels
 
 
-@pytest.mark.parametrize("method", bpjax.EXAMPLE_METHODS)
-@pytest.mark.parametrize("optimizer", [optax.sgd(3.0), optax.adam(1e-2)], ids=["sgd", "adam"])
+@pytest.mark.parametrize(
+    "method, optimizer",
+    tiered(
+        [("autodiff", "sgd"), ("backprop", "adam"), ("backprop", "sgd"), ("autodiff", "adam")],
+        [("autodiff", "sgd"), ("backprop", "adam")],
+        several=True,
+    ),
+)
 def test_train_step_lowers_the_cost_on_a_fixed_batch(method, optimizer):
+    optimizer = {"sgd": optax.sgd(3.0), "adam": optax.adam(1e-2)}[optimizer]
     params, x, labels = problem()
     y = bpjax.one_hot(labels)
     step = jax.jit(train.make_train_step(optimizer, method))
