@@ -59,8 +59,9 @@ def test_representative_specs_pass(spec, sizes, batch):
 @pytest.mark.parametrize("spec", BUILT_IN, ids=str)
 def test_every_allowed_combination_passes_on_a_random_architecture(spec):
     """One random architecture per combination (a compile each); the batch size alternates
-    between 1 and 4 over the combinations. tests/test_backprop.py checks every combination on
-    a fixed architecture too."""
+    between 1 and 4 over the combinations. This is the suite's check of every combination's
+    hand gradient (against jax.grad and finite differences); tests/test_backprop.py checks the
+    per-example hand gradients of representative specs."""
     seed = sum(map(ord, str(spec)))
     k_sizes, k_check = jax.random.split(jax.random.key(seed))
     batch = (1, 4)[seed % 2]
